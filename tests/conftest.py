@@ -1,0 +1,81 @@
+"""Shared fixtures: real servers on loopback ports, spoken to over HTTP.
+
+Each server runs in a thread of its own (`BackgroundServer`), so the test's event loop is
+only a client, exactly like a notebook kernel talking to a shared queue server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from tlc_widgets.config import Settings
+from tlc_widgets.practice import PracticeSettings
+from tlc_widgets.practice import create_app as create_practice_app
+from tlc_widgets.server import create_app
+from tlc_widgets.serving import BackgroundServer
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@contextmanager
+def practice_server(**overrides: Any) -> Iterator[BackgroundServer]:
+    """The practice model; by default with no artificial delay (speed is not under test)."""
+    overrides.setdefault("tokens_per_second", 0)
+    overrides.setdefault("first_token_latency_s", 0)
+    settings = PracticeSettings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    with BackgroundServer(create_practice_app(settings)) as server:
+        yield server
+
+
+@contextmanager
+def queue_server(*upstreams: str, **overrides: Any) -> Iterator[BackgroundServer]:
+    """The queue server in front of `upstreams` (base URLs ending in /v1)."""
+    overrides.setdefault("position_interval_s", 0.05)
+    settings = Settings(_env_file=None, upstreams=list(upstreams), **overrides)  # type: ignore[call-arg]
+    with BackgroundServer(create_app(settings)) as server:
+        yield server
+
+
+@pytest.fixture
+def practice() -> Iterator[BackgroundServer]:
+    with practice_server() as server:
+        yield server
+
+
+@pytest.fixture
+def queue(practice: BackgroundServer) -> Iterator[BackgroundServer]:
+    with queue_server(practice.url + "/v1") as server:
+        yield server
+
+
+async def read_events(
+    client: httpx.AsyncClient, request_id: str, last_event_id: int | None = None
+) -> AsyncIterator[tuple[int, str, dict[str, Any]]]:
+    """(id, event name, data) for each SSE event of a request, until the stream ends."""
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    async with client.stream("GET", f"/api/requests/{request_id}/events", headers=headers) as r:
+        assert r.status_code == 200, await r.aread()
+        fields: dict[str, str] = {}
+        async for line in r.aiter_lines():
+            if line == "":
+                if "event" in fields:
+                    yield int(fields["id"]), fields["event"], json.loads(fields["data"])
+                fields = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(":")
+                fields[key] = value.removeprefix(" ")
+
+
+async def collect(
+    client: httpx.AsyncClient, request_id: str
+) -> list[tuple[int, str, dict[str, Any]]]:
+    return [event async for event in read_events(client, request_id)]

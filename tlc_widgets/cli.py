@@ -1,0 +1,161 @@
+"""`tlc` — the command line: `tlc serve`, `tlc practice`, `tlc lab`.
+
+    $ tlc serve --practice            # queue server + in-process practice model
+    $ tlc serve --upstream http://localhost:1234/v1 --slots 2
+    $ tlc practice --port 1234        # the practice model alone, where LM Studio would be
+
+Every flag is also an env var (`TLC_PORT`, `TLC_UPSTREAMS`, `TLC_PRACTICE_PORT` …) or a line
+in `.env`; a flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the queue server")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1) [TLC_HOST]")
+    p.add_argument("--port", type=int, help="port (default 8000) [TLC_PORT]")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        dest="upstreams",
+        metavar="URL",
+        help="OpenAI-compatible base URL; repeat for several (default LM Studio "
+        "http://localhost:1234/v1) [TLC_UPSTREAMS, comma-separated]",
+    )
+    p.add_argument(
+        "--practice",
+        action="store_true",
+        default=None,
+        help="start the practice model in this process and use it [TLC_PRACTICE]",
+    )
+    p.add_argument(
+        "--slots",
+        type=int,
+        help="slots of an upstream that does not report its own (default 1) [TLC_SLOTS]",
+    )
+    p.add_argument("--max-queue", type=int, help="most waiting requests [TLC_MAX_QUEUE]")
+    p.add_argument("--max-per-user", type=int, help="most waiting per user [TLC_MAX_PER_USER]")
+    p.add_argument("--default-model", help="model for requests that name none [TLC_DEFAULT_MODEL]")
+
+
+def _practice_parser(sub: Any) -> None:
+    p = sub.add_parser("practice", help="run the practice model (LM Studio's wire format)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 1234, like LM Studio)")
+    p.add_argument("--tokens-per-second", type=float, help="speed for all models (0: no delay)")
+    p.add_argument(
+        "--first-token-latency",
+        type=float,
+        dest="first_token_latency_s",
+        help="seconds before the first token",
+    )
+    p.add_argument("--parallel", type=int, help="slots per model (LM Studio 0.4 default: 4)")
+    p.add_argument(
+        "--fail-after",
+        type=int,
+        dest="fail_after_tokens",
+        help="fault: send an error after N tokens",
+    )
+    p.add_argument(
+        "--stall-after", type=int, dest="stall_after_tokens", help="fault: go silent after N tokens"
+    )
+    p.add_argument(
+        "--drop-after",
+        type=int,
+        dest="drop_after_tokens",
+        help="fault: cut the connection after N tokens",
+    )
+    p.add_argument(
+        "--truncate-after",
+        type=int,
+        dest="truncate_after_tokens",
+        help="fault: end the stream after N tokens without finishing",
+    )
+    p.add_argument(
+        "--no-models-loaded",
+        action="store_true",
+        default=None,
+        help="fault: answer like LM Studio with no model loaded",
+    )
+
+
+def _given(ns: argparse.Namespace, *skip: str) -> dict[str, Any]:
+    return {k: v for k, v in vars(ns).items() if v is not None and k not in ("command", *skip)}
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(ns: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .config import Settings
+    from .server import create_app
+
+    settings = Settings(**_given(ns))
+    _logging(settings.log_level)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("tlc").warning(
+            "binding %s: anyone on the network can use this queue (no keys are configured)",
+            settings.host,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=3,
+    )
+
+
+def practice(ns: argparse.Namespace) -> None:
+    import uvicorn
+
+    from .practice import PracticeSettings, create_app
+
+    settings = PracticeSettings(**_given(ns))
+    _logging("info")
+    logging.getLogger("tlc.practice").warning(
+        "PRACTICE MODEL on http://%s:%d/v1 — a statistical text generator, not an LLM",
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tlc", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _practice_parser(sub)
+    try:
+        from .lab import add_parser as add_lab_parser
+    except ImportError:  # pragma: no cover - the lab command arrives with the widgets
+        pass
+    else:
+        add_lab_parser(sub)
+    ns = parser.parse_args(argv)
+    if ns.command == "serve":
+        serve(ns)
+    elif ns.command == "practice":
+        practice(ns)
+    else:
+        ns.run(ns)
+
+
+if __name__ == "__main__":
+    main()

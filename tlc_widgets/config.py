@@ -1,0 +1,110 @@
+"""Configuration in one place: every setting has a `TLC_…` env var and may sit in `.env`.
+
+    >>> from tlc_widgets.config import Settings
+    >>> Settings(port=8001, upstreams=["http://127.0.0.1:1234/v1"]).port
+    8001
+
+Model presets (per-model defaults a learner starts from) come from a TOML file:
+
+    [models."qwen2.5-7b-instruct"]
+    display_name = "Qwen 2.5 7B"
+    temperature = 0.7
+    max_tokens = 1024
+    system_prompt = "You are a patient tutor."
+
+Built-in presets for the practice models ship in `tlc_widgets/presets.toml`; a file named by
+`TLC_PRESETS_FILE` is laid over them. A model with no preset gets `ModelPreset()`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_UPSTREAM", "ModelPreset", "Settings", "load_presets"]
+
+DEFAULT_UPSTREAM = "http://localhost:1234/v1"
+
+
+class ModelPreset(BaseModel):
+    """What the chat panel fills in when a learner picks a model."""
+
+    display_name: str | None = None
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1)
+    system_prompt: str = "You are a helpful assistant. Answer clearly and briefly."
+    description: str | None = None
+
+
+class Settings(BaseSettings):
+    """The queue server's settings. Flags of `tlc serve` override these."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TLC_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    host: str = Field(
+        "127.0.0.1", description="Address to bind. Keep loopback unless you use keys."
+    )
+    port: int = Field(8000, ge=0, le=65535, description="Port of the queue server.")
+    upstreams: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEFAULT_UPSTREAM],
+        description="OpenAI-compatible base URLs (comma-separated), e.g. LM Studio's.",
+    )
+    practice: bool = Field(False, description="Start the practice model in-process as upstream.")
+    practice_port: int = Field(0, ge=0, le=65535, description="Port for --practice (0: any free).")
+    slots: int = Field(1, ge=1, description="Slots of an upstream that does not report its own.")
+    max_queue: int = Field(1000, ge=1, description="Most requests waiting at once (then 429).")
+    max_per_user: int = Field(20, ge=1, description="Most waiting requests per user (then 429).")
+    max_tokens_cap: int = Field(4096, ge=1, description="Largest max_tokens a request may ask.")
+    max_prompt_chars: int = Field(200_000, ge=1, description="Longest conversation, in characters.")
+    default_model: str | None = Field(None, description="Model used when a request names none.")
+    queue_timeout_s: float = Field(900, gt=0, description="Longest wait in the queue.")
+    connect_timeout_s: float = Field(5, gt=0, description="Time to reach an upstream.")
+    first_token_timeout_s: float = Field(300, gt=0, description="Longest wait for a first token.")
+    stall_timeout_s: float = Field(60, gt=0, description="Longest silence between two tokens.")
+    position_interval_s: float = Field(
+        0.25, ge=0, description="Position updates per request at most once per this many seconds."
+    )
+    disconnect_grace_s: float = Field(
+        10, ge=0, description="A request whose every listener left is cancelled after this."
+    )
+    retain_s: float = Field(900, ge=0, description="How long finished requests stay readable.")
+    refresh_s: float = Field(10, gt=0, description="How often upstream model lists are re-read.")
+    presets_file: Path | None = Field(None, description="TOML file of model presets.")
+    log_level: str = Field("info", description="Logging level of the server.")
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _no_trailing_slash(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one upstream URL is needed")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream {url!r} must start with http:// or https://")
+        return [url.rstrip("/") for url in value]
+
+    def presets(self) -> dict[str, ModelPreset]:
+        return load_presets(self.presets_file)
+
+
+def load_presets(path: Path | None = None) -> dict[str, ModelPreset]:
+    """Built-in presets, with those of `path` (if any) laid over them."""
+    text = resources.files("tlc_widgets").joinpath("presets.toml").read_text("utf-8")
+    tables: dict[str, Any] = dict(tomllib.loads(text).get("models", {}))
+    if path is not None:
+        with path.open("rb") as f:
+            tables.update(tomllib.load(f).get("models", {}))
+    return {name: ModelPreset(**table) for name, table in tables.items()}

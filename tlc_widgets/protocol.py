@@ -1,0 +1,263 @@
+"""The contract between the queue server and its clients: bodies, events, error codes.
+
+    >>> from tlc_widgets.protocol import parse_event, Queued
+    >>> parse_event("queued", '{"position": 3, "waiting": 7, "eta_s": 20.5}')
+    Queued(position=3, waiting=7, eta_s=20.5)
+
+Both sides import this module, so an event name or an error code is spelled exactly once.
+One request's life, as its events tell it:
+
+    queued ─► queued … (position changes) ─► started ─► delta … ─► done
+       │                                        │                  error
+       └────────────────────────────────────────┴────────────────► cancelled
+
+Exactly one terminal event (`done`, `error` or `cancelled`) ends every accepted request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ERRORS",
+    "TERMINAL",
+    "Cancelled",
+    "Delta",
+    "Done",
+    "ErrorCode",
+    "ErrorEvent",
+    "Event",
+    "EventName",
+    "Message",
+    "Queued",
+    "RequestBody",
+    "Started",
+    "Status",
+    "error_body",
+    "event_data",
+    "event_name",
+    "parse_event",
+]
+
+
+class Status(StrEnum):
+    """Where a request is in its life. Only the record module changes it."""
+
+    QUEUED = "queued"  #: accepted, waiting for a slot
+    RUNNING = "running"  #: streaming from an upstream
+    DONE = "done"  #: the reply finished normally (terminal)
+    ERROR = "error"  #: it failed; the event says why (terminal)
+    CANCELLED = "cancelled"  #: someone stopped it (terminal)
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Status.DONE, Status.ERROR, Status.CANCELLED)
+
+
+class EventName(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    DELTA = "delta"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({EventName.DONE, EventName.ERROR, EventName.CANCELLED})
+
+
+class ErrorCode(StrEnum):
+    """Every error a client can see. `ERRORS` gives each its HTTP status and sentence."""
+
+    INVALID_REQUEST = "invalid_request"
+    PROMPT_TOO_LONG = "prompt_too_long"
+    MAX_TOKENS_TOO_LARGE = "max_tokens_too_large"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    MODEL_NOT_FOUND = "model_not_found"
+    NOT_FOUND = "not_found"
+    QUEUE_FULL = "queue_full"
+    TOO_MANY_REQUESTS = "too_many_requests"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    MODEL_NOT_LOADED = "model_not_loaded"
+    QUEUE_TIMEOUT = "queue_timeout"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_ERROR = "upstream_error"
+    INTERNAL_ERROR = "internal_error"
+
+
+#: HTTP status and the sentence a student reads. A route may add detail after the sentence.
+ERRORS: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.INVALID_REQUEST: (422, "The request is not valid."),
+    ErrorCode.PROMPT_TOO_LONG: (422, "The prompt is too long for this server."),
+    ErrorCode.MAX_TOKENS_TOO_LARGE: (422, "max_tokens is larger than this server allows."),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is too large."),
+    ErrorCode.MODEL_NOT_FOUND: (404, "No upstream offers that model."),
+    ErrorCode.NOT_FOUND: (404, "There is no request with that id (it may have expired)."),
+    ErrorCode.QUEUE_FULL: (429, "The queue is full right now; please try again shortly."),
+    ErrorCode.TOO_MANY_REQUESTS: (
+        429,
+        "You already have the most requests allowed waiting; wait for one to finish.",
+    ),
+    ErrorCode.UPSTREAM_UNAVAILABLE: (
+        503,
+        "The model server (LM Studio) is not answering; is it running?",
+    ),
+    ErrorCode.MODEL_NOT_LOADED: (
+        503,
+        "The model server is running but that model is not loaded; load it in LM Studio.",
+    ),
+    ErrorCode.QUEUE_TIMEOUT: (504, "The request waited in the queue too long and was dropped."),
+    ErrorCode.UPSTREAM_TIMEOUT: (504, "The model stopped answering in time."),
+    ErrorCode.UPSTREAM_ERROR: (
+        502,
+        "The model server failed in the middle of the reply; the text so far is kept.",
+    ),
+    ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
+}
+
+
+def error_body(
+    code: ErrorCode, detail: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The JSON error shape of both doors: OpenAI's, with our code in `code`.
+
+    >>> error_body(ErrorCode.QUEUE_FULL)["error"]["code"]
+    'queue_full'
+    """
+    status, sentence = ERRORS[code]
+    message = f"{sentence} {detail}" if detail else sentence
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"code": code.value, "message": message, "type": kind, "param": param}}
+
+
+# ---------------------------------------------------------------------------- request body
+
+
+class Message(BaseModel):
+    """One chat message, OpenAI style. `content` may be a string or a list of text parts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        if not self.content:
+            return ""
+        return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+
+
+class RequestBody(BaseModel):
+    """`POST /api/requests`. Give `messages` (a conversation) or `prompt` (one user turn).
+
+    >>> RequestBody(prompt="Hello").chat_messages()[0].role
+    'user'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message] | None = Field(default=None, min_length=1)
+    prompt: str | None = Field(default=None, min_length=1)
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    user: str | None = Field(default=None, min_length=1, max_length=64)
+    priority: int = Field(default=0, ge=0, le=9, description="Higher runs sooner.")
+
+    @model_validator(mode="after")
+    def _one_of_messages_or_prompt(self) -> RequestBody:
+        if (self.messages is None) == (self.prompt is None):
+            raise ValueError("give exactly one of 'messages' or 'prompt'")
+        return self
+
+    def chat_messages(self) -> list[Message]:
+        if self.messages is not None:
+            return self.messages
+        return [Message(role="user", content=self.prompt)]
+
+
+# ---------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    position: int  #: 1 = next to start
+    waiting: int  #: requests waiting in total
+    eta_s: float | None  #: None until the server has timed a request of this model
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    model: str
+    upstream: str
+    waited_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    content: str | None = None
+    reasoning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    finish_reason: str
+    usage: dict[str, int] | None = None
+    timings: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    by: str  #: "client", "disconnect", "admin" or "shutdown"
+
+
+Event = Queued | Started | Delta | Done | ErrorEvent | Cancelled
+
+_CLASSES: dict[EventName, type[Event]] = {
+    EventName.QUEUED: Queued,
+    EventName.STARTED: Started,
+    EventName.DELTA: Delta,
+    EventName.DONE: Done,
+    EventName.ERROR: ErrorEvent,
+    EventName.CANCELLED: Cancelled,
+}
+_NAMES: dict[type[Event], EventName] = {cls: name for name, cls in _CLASSES.items()}
+
+
+def event_name(event: Event) -> EventName:
+    return _NAMES[type(event)]
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """The JSON object sent as an event's `data:` (a delta carries only the field it has)."""
+    if isinstance(event, Delta):
+        return (
+            {"content": event.content}
+            if event.reasoning is None
+            else {"reasoning": event.reasoning}
+        )
+    return asdict(event)
+
+
+def parse_event(name: str, data: str) -> Event:
+    """Turn one SSE event (its `event:` name and `data:` text) into a typed event.
+
+    Unknown fields are ignored so an older client can read a newer server.
+    """
+    cls = _CLASSES[EventName(name)]
+    raw = json.loads(data)
+    known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+    return cls(**known)

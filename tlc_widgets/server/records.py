@@ -1,0 +1,214 @@
+"""One request's record: its state machine and its append-only event log.
+
+    >>> rec = Record.new(user="ada", model="practice-fast", messages=[], params={})
+    >>> rec.emit(Queued(position=1, waiting=1, eta_s=None))
+    >>> rec.start(upstream="http://127.0.0.1:1234/v1")
+    >>> rec.add_content("Hello")
+    >>> rec.finish(Done(finish_reason="stop"))
+    True
+    >>> rec.status, rec.text, len(rec.frames)
+    (<Status.DONE: 'done'>, 'Hello', 4)
+
+The record is the source of truth. An SSE subscriber is just "send the frames after the id
+you last saw, then wait for more", so a late subscriber misses nothing and a reconnect with
+`Last-Event-ID` resumes for free. Every status change goes through `_move`, and `finish` is
+the one way in to a terminal state, so "exactly one terminal event" holds by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..protocol import (
+    Delta,
+    Done,
+    ErrorEvent,
+    Event,
+    Queued,
+    Started,
+    Status,
+    event_data,
+    event_name,
+)
+
+__all__ = ["IllegalTransition", "Record", "RecordStore"]
+
+_ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.ERROR, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.DONE, Status.ERROR, Status.CANCELLED}),
+    Status.DONE: frozenset(),
+    Status.ERROR: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A bug: something tried to move a request along an edge the lifecycle does not have."""
+
+
+def _frame(name: str, data: dict[str, Any], event_id: int) -> bytes:
+    # json.dumps escapes newlines, so one `data:` line always suffices. Encoded once here,
+    # the same bytes go to every subscriber and every replay.
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {name}\ndata: {payload}\nid: {event_id}\n\n".encode()
+
+
+@dataclass(eq=False)
+class Record:
+    id: str
+    user: str
+    model: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]  #: temperature, max_tokens … forwarded upstream as given
+    priority: int = 0
+    status: Status = Status.QUEUED
+    upstream: str | None = None
+    dispatch_no: int | None = None  #: 1 for the first request this server started, then 2 …
+    created: float = field(default_factory=time.monotonic)
+    created_wall: float = field(default_factory=time.time)
+    started: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tokens: int = 0
+    usage: dict[str, int] | None = None
+    outcome: Event | None = None  #: the terminal event, once there is one
+    frames: list[bytes] = field(default_factory=list)
+    last_queued: Queued | None = None
+    listeners: int = 0  #: open event streams; when it drops to 0 a grace timer starts
+    timeout: asyncio.TimerHandle | None = None  #: the queue-wait deadline while queued
+    #: called with the record after every status change (logging, metrics, history)
+    on_change: Callable[[Record], None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def new(cls, **kwargs: Any) -> Record:
+        # 128 random bits: ids are unguessable, so knowing one is the right to read it.
+        return cls(id=secrets.token_urlsafe(16), **kwargs)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def text(self) -> str:
+        return "".join(self.content)
+
+    @property
+    def last_id(self) -> int:
+        return len(self.frames)
+
+    async def wait_beyond(self, last_id: int) -> None:
+        """Return once there is an event after `last_id` (at once if there already is)."""
+        while len(self.frames) <= last_id:
+            await self._changed.wait()
+
+    def timings(self) -> dict[str, float | None]:
+        end = self.finished or time.monotonic()
+        waited = (self.started or end) - self.created
+        ttft = self.first_token - self.started if self.first_token and self.started else None
+        total = end - self.created
+        gen = end - self.first_token if self.first_token else None
+        rate = (self.tokens - 1) / gen if gen and self.tokens > 1 else None
+        return {
+            "waited_s": round(waited, 4),
+            "ttft_s": None if ttft is None else round(ttft, 4),
+            "total_s": round(total, 4),
+            "tokens_per_s": None if rate is None else round(rate, 2),
+        }
+
+    # ------------------------------------------------------------------ writing
+
+    def emit(self, event: Event) -> None:
+        """Append a non-terminal event and wake every subscriber."""
+        if self.status.terminal:
+            raise IllegalTransition(f"request {self.id} is {self.status}; no more events")
+        self._append(event)
+
+    def start(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.started = time.monotonic()
+        self._move(Status.RUNNING)
+        waited = round(self.started - self.created, 4)
+        self._append(Started(model=self.model, upstream=upstream, waited_s=waited))
+
+    def add_content(self, text: str) -> None:
+        self._token()
+        self.content.append(text)
+        self._append(Delta(content=text))
+
+    def add_reasoning(self, text: str) -> None:
+        self._token()
+        self.reasoning.append(text)
+        self._append(Delta(reasoning=text))
+
+    def finish(self, event: Done | ErrorEvent | Event) -> bool:
+        """Move to the terminal state `event` names. False (and nothing sent) if already ended.
+
+        Racing enders (a cancel and an upstream error at once) are normal; the first wins.
+        """
+        if self.status.terminal:
+            return False
+        target = {"done": Status.DONE, "error": Status.ERROR, "cancelled": Status.CANCELLED}
+        self.finished = time.monotonic()
+        if isinstance(event, Done) and not event.timings:
+            event = Done(event.finish_reason, event.usage or self.usage, self.timings())
+        self.outcome = event
+        self._move(target[event_name(event)])
+        self._append(event)
+        return True
+
+    def _token(self) -> None:
+        if self.status is not Status.RUNNING:
+            raise IllegalTransition(f"request {self.id} is {self.status}; it cannot take tokens")
+        if self.first_token is None:
+            self.first_token = time.monotonic()
+        self.tokens += 1
+
+    def _move(self, new: Status) -> None:
+        if new not in _ALLOWED[self.status]:
+            raise IllegalTransition(f"request {self.id}: {self.status} -> {new} is not allowed")
+        self.status = new
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def _append(self, event: Event) -> None:
+        if isinstance(event, Queued):
+            self.last_queued = event
+        self.frames.append(_frame(event_name(event), event_data(event), len(self.frames) + 1))
+        # Waking by replacing the Event: every waiter of the old one runs once, new waiters
+        # wait for the next append. No per-subscriber queues to fill or forget.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+class RecordStore:
+    """Records by id, forgotten `retain_s` after they end. In memory; a small interface
+    (add / get / discard / values) so another backend can stand beside it later."""
+
+    def __init__(self, retain_s: float) -> None:
+        self._records: dict[str, Record] = {}
+        self._retain_s = retain_s
+
+    def add(self, record: Record) -> None:
+        self._records[record.id] = record
+
+    def get(self, request_id: str) -> Record | None:
+        return self._records.get(request_id)
+
+    def discard(self, request_id: str) -> None:
+        self._records.pop(request_id, None)
+
+    def values(self) -> list[Record]:
+        return list(self._records.values())
+
+    def forget_later(self, record: Record) -> None:
+        asyncio.get_running_loop().call_later(self._retain_s, self.discard, record.id)
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -1,0 +1,71 @@
+"""Server-Sent Events out of a record's event log.
+
+    >>> return sse_response(record_frames(queue, record, after=0))   # doctest: +SKIP
+
+Each record keeps its events already encoded (`records._frame`, once per event), so sending
+is "write the frames after the last id, wait for more". All frames that piled up while a
+client was busy go out in one write. We build on starlette's `StreamingResponse` rather than
+FastAPI's `EventSourceResponse`: the latter re-encodes every event through a pydantic model
+and two memory streams per client, which is the per-token, per-client work this server must
+not do (see docs/benchmarks.md). The framing is the same text/event-stream, with the same
+`: ping` keep-alive and headers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi.sse import KEEPALIVE_COMMENT
+from starlette.responses import StreamingResponse
+
+from .records import Record
+from .service import QueueService
+
+__all__ = ["PING_INTERVAL_S", "record_frames", "sse_response"]
+
+PING_INTERVAL_S = 15.0
+
+
+def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        # no-cache: never replay a stale stream; X-Accel-Buffering: nginx must not buffer.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def record_frames(queue: QueueService, record: Record, after: int) -> AsyncIterator[bytes]:
+    """Every event after id `after`, then each new one as it comes, until the terminal one."""
+    async with queue.listening(record):
+        sent = after
+        while True:
+            frames = record.frames
+            if len(frames) > sent:
+                chunk = b"".join(frames[sent:])
+                sent = len(frames)
+                yield chunk
+                continue
+            if record.status.terminal:
+                return
+            with anyio.move_on_after(PING_INTERVAL_S):
+                await record.wait_beyond(sent)
+                continue
+            yield KEEPALIVE_COMMENT
+
+
+async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterator[bytes]:
+    """`/api/queue/events`: the queue snapshot on every change, at most once per interval."""
+    event_id = 0
+    while True:
+        event_id += 1
+        changed = queue.change_event  # taken before the snapshot: no change slips between
+        data = json.dumps(queue.snapshot(), separators=(",", ":"))
+        yield f"event: queue\ndata: {data}\nid: {event_id}\n\n".encode()
+        await anyio.sleep(interval_s)
+        with anyio.move_on_after(PING_INTERVAL_S) as scope:
+            await changed.wait()
+        if scope.cancelled_caught:
+            yield KEEPALIVE_COMMENT

@@ -1,0 +1,90 @@
+"""Running figures: service-time means for the ETA, throughput, and Prometheus metrics.
+
+    >>> stats = Stats()
+    >>> stats.eta_s("m", position=3, slots=2) is None     # no data yet: no guess
+    True
+    >>> stats.observe_service("m", 10.0)
+    >>> stats.eta_s("m", position=3, slots=2)
+    20.0
+
+**ETA formula.** With `S` the mean service time (start to end) of the model's last 20
+finished requests, `k` its slots and `p` the request's position among those waiting for that
+model (1 = next): `eta = S × ceil(p / k)` — the requests ahead leave in waves of `k`, and the
+wave in flight is assumed half done on average, which the `ceil` (rather than `p / k + 1`)
+accounts for. `None` until a request of that model has finished.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict, deque
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Stats"]
+
+_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class Stats:
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.queue_length = Gauge("tlc_queue_length", "Requests waiting", registry=self.registry)
+        self.running = Gauge("tlc_running", "Requests streaming upstream", registry=self.registry)
+        self.wait = Histogram(
+            "tlc_wait_seconds", "Time in the queue", buckets=_WAIT_BUCKETS, registry=self.registry
+        )
+        self.ttft = Histogram(
+            "tlc_ttft_seconds",
+            "Start to first token",
+            buckets=_TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter("tlc_tokens", "Tokens relayed", ["model"], registry=self.registry)
+        self.requests = Counter(
+            "tlc_requests", "Requests ended, by outcome", ["outcome"], registry=self.registry
+        )
+        self.errors = Counter("tlc_errors", "Errors by code", ["code"], registry=self.registry)
+        self._service: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=20))
+        self._waits: deque[float] = deque(maxlen=200)
+        self._window_s = window_s
+        self._token_marks: deque[tuple[float, int]] = deque()  # (second, tokens that second)
+        self.served = 0
+
+    def observe_service(self, model: str, seconds: float) -> None:
+        self._service[model].append(seconds)
+
+    def observe_wait(self, seconds: float) -> None:
+        self._waits.append(seconds)
+        self.wait.observe(seconds)
+
+    def observe_tokens(self, model: str, n: int) -> None:
+        self.tokens.labels(model).inc(n)
+        second = math.floor(time.monotonic())
+        if self._token_marks and self._token_marks[-1][0] == second:
+            self._token_marks[-1] = (second, self._token_marks[-1][1] + n)
+        else:
+            self._token_marks.append((second, n))
+
+    def tokens_per_s(self) -> float:
+        """Tokens relayed per second over the last 10 seconds."""
+        now = time.monotonic()
+        while self._token_marks and self._token_marks[0][0] < now - self._window_s:
+            self._token_marks.popleft()
+        recent = sum(n for t, n in self._token_marks if t >= now - 10)
+        return round(recent / 10, 1)
+
+    def mean_service_s(self, model: str) -> float | None:
+        times = self._service.get(model)
+        return sum(times) / len(times) if times else None
+
+    def mean_wait_s(self) -> float | None:
+        return round(sum(self._waits) / len(self._waits), 3) if self._waits else None
+
+    def eta_s(self, model: str, position: int, slots: int) -> float | None:
+        mean = self.mean_service_s(model)
+        if mean is None:
+            return None
+        return round(mean * math.ceil(position / max(slots, 1)), 1)

@@ -79,3 +79,40 @@ async def collect(
     client: httpx.AsyncClient, request_id: str
 ) -> list[tuple[int, str, dict[str, Any]]]:
     return [event async for event in read_events(client, request_id)]
+
+
+async def wait_until(check: Any, what: str, tries: int = 2000) -> Any:
+    """Poll an async `check()` until it returns something truthy (bounded: ~20 s at most).
+
+    For state that lives in another process (a server's counters); not a sleep to make a
+    test pass: the loop ends the moment the state is there.
+    """
+    import anyio
+
+    for _ in range(tries):
+        result = await check()
+        if result:
+            return result
+        await anyio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def hold_slot(
+    queue: httpx.AsyncClient, practice_url: str, user: str = "holder", **body: Any
+) -> str:
+    """Submit a request that takes a slot and keeps it (the practice model's stall fault),
+    so everything submitted after it waits. Cancel it to let the queue move."""
+    async with httpx.AsyncClient(base_url=practice_url) as practice:
+        await practice.put("/practice/faults", json={"stall_after_tokens": 1})
+        r = await queue.post("/api/requests", json={"prompt": "hold", "user": user, **body})
+        assert r.status_code == 202, r.text
+        request_id: str = r.json()["id"]
+
+        async def holding() -> bool:
+            status = (await queue.get(f"/api/requests/{request_id}")).json()
+            return bool(status["tokens"] >= 1)
+
+        await wait_until(holding, "the holder to start")
+        # A practice request keeps the faults it arrived with: later ones run normally.
+        await practice.put("/practice/faults", json={"stall_after_tokens": None})
+    return request_id

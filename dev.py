@@ -42,9 +42,12 @@ def run(*cmd: str | Path) -> int:
 
 
 def test(args: list[str]) -> int:
+    code = [
+        d for d in ("tlc_widgets", "tests", "bench", "notebooks", "dev.py") if (ROOT / d).exists()
+    ]
     for step in (
-        [BIN / "ruff", "check", "tlc_widgets", "tests", "bench"],
-        [BIN / "ruff", "format", "--check", "tlc_widgets", "tests", "bench"],
+        [BIN / "ruff", "check", *code],
+        [BIN / "ruff", "format", "--check", *code],
         [BIN / "mypy"],
     ):
         print(

@@ -98,6 +98,8 @@ def _logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # httpx logs every upstream call at INFO; our own line per state change says more.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def serve(ns: argparse.Namespace) -> None:

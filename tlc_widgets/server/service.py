@@ -221,7 +221,7 @@ class QueueService:
             timings["ttft_s"],
             record.tokens,
             timings["tokens_per_s"],
-            getattr(record.outcome, "code", None) or getattr(record.outcome, "by", None) or "-",
+            _outcome(record),
         )
         if record.status is not Status.QUEUED and record.timeout is not None:
             record.timeout.cancel()
@@ -335,6 +335,18 @@ class QueueService:
             "mean_wait_s": self.stats.mean_wait_s(),
             "tokens_per_s": self.stats.tokens_per_s(),
         }
+
+
+def _outcome(record: Record) -> str:
+    match record.outcome:
+        case None:
+            return "-"
+        case ErrorEvent(code=code):
+            return code
+        case Cancelled(by=by):
+            return f"cancelled-by-{by}"
+        case outcome:
+            return str(getattr(outcome, "finish_reason", "done"))
 
 
 def _urls(upstreams: list[Upstream]) -> str:

@@ -32,7 +32,9 @@ def practice_server(**overrides: Any) -> Iterator[BackgroundServer]:
     overrides.setdefault("tokens_per_second", 0)
     overrides.setdefault("first_token_latency_s", 0)
     settings = PracticeSettings(_env_file=None, **overrides)  # type: ignore[call-arg]
-    with BackgroundServer(create_practice_app(settings)) as server:
+    # A short graceful shutdown: a stalled practice stream must not hold up stop().
+    app = create_practice_app(settings)
+    with BackgroundServer(app, timeout_graceful_shutdown=1) as server:
         yield server
 
 

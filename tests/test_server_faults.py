@@ -89,3 +89,20 @@ async def test_the_openai_door_reports_faults_as_error_data() -> None:
                         model="practice-fast", messages=[{"role": "user", "content": "hi"}]
                     )
                 assert whole.value.status_code == 502
+
+
+async def test_lm_studio_quitting_fails_the_waiting_requests_promptly() -> None:
+    with practice_server(parallel=1, tokens_per_second=20) as practice:
+        with queue_server(practice.url + "/v1", refresh_s=0.2, connect_timeout_s=2) as queue:
+            async with httpx.AsyncClient(base_url=queue.url) as client:
+                ids = []
+                for i in range(3):
+                    r = await client.post("/api/requests", json={"prompt": "hi", "user": f"u{i}"})
+                    ids.append(r.json()["id"])
+                practice.stop()  # LM Studio quits with one request running and two waiting
+                outcomes = [(await collect(client, i))[-1] for i in ids]
+                snapshot = (await client.get("/api/queue")).json()
+    assert [name for _, name, _ in outcomes] == ["error"] * 3
+    assert outcomes[0][2]["code"] == "upstream_error"  # cut mid-reply: the text so far is kept
+    assert {o[2]["code"] for o in outcomes[1:]} == {"upstream_unavailable"}
+    assert snapshot["waiting"] == 0 and snapshot["running"] == 0

@@ -23,12 +23,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_UPSTREAM", "ModelPreset", "Settings", "load_presets"]
+__all__ = ["DEFAULT_HISTORY_PATH", "DEFAULT_UPSTREAM", "ModelPreset", "Settings", "load_presets"]
 
 DEFAULT_UPSTREAM = "http://localhost:1234/v1"
+#: e.g. ~/.local/share/tlc/history.sqlite3 on Linux, ~/Library/Application Support/tlc/… on macOS
+DEFAULT_HISTORY_PATH = str(platformdirs.user_data_path("tlc") / "history.sqlite3")
 
 
 class ModelPreset(BaseModel):
@@ -79,7 +82,56 @@ class Settings(BaseSettings):
     presets_file: Path | None = Field(None, description="TOML file of model presets.")
     log_level: str = Field("info", description="Logging level of the server.")
 
-    @field_validator("upstreams", mode="before")
+    # -- identity: with keys, every request needs `Authorization: Bearer KEY`
+    keys: SecretStr | None = Field(
+        None, description="API keys as 'key:user:role,…' (role: student, teacher or admin)."
+    )
+    keys_file: Path | None = Field(
+        None, description='TOML file of API keys: [keys."KEY"] user = "ada", role = "student".'
+    )
+    # -- history
+    history_path: str = Field(
+        DEFAULT_HISTORY_PATH,
+        description="SQLite file of every request. Empty: no history; ':memory:': this run only.",
+    )
+    history_flush_s: float = Field(
+        0.5, gt=0, description="A running request's text so far is saved at least this often."
+    )
+    # -- rate limits per user, by role (empty: unlimited without keys, a default with keys)
+    rate_student_rpm: int | None = Field(None, ge=0, description="Requests/minute of a student.")
+    rate_student_tpm: int | None = Field(None, ge=0, description="Tokens/minute of a student.")
+    rate_teacher_rpm: int | None = Field(None, ge=0, description="Requests/minute of a teacher.")
+    rate_teacher_tpm: int | None = Field(None, ge=0, description="Tokens/minute of a teacher.")
+    rate_admin_rpm: int | None = Field(None, ge=0, description="Requests/minute of an admin.")
+    rate_admin_tpm: int | None = Field(None, ge=0, description="Tokens/minute of an admin.")
+    # -- input limits
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Largest request body, in bytes (then 413)."
+    )
+    max_messages: int = Field(200, ge=1, description="Most messages in one conversation.")
+    max_message_chars: int = Field(
+        100_000, ge=1, description="Longest single message, in characters."
+    )
+    allowed_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models requests may use (comma-separated). Empty: every upstream model.",
+    )
+
+    @field_validator(
+        "rate_student_rpm",
+        "rate_student_tpm",
+        "rate_teacher_rpm",
+        "rate_teacher_tpm",
+        "rate_admin_rpm",
+        "rate_admin_tpm",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        # `TLC_RATE_STUDENT_RPM=` in .env means "the default", like leaving the line out.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("upstreams", "allowed_models", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

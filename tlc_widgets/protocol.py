@@ -33,6 +33,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "EventName",
+    "HistoryStatus",
     "Message",
     "Queued",
     "RequestBody",
@@ -71,6 +72,23 @@ class EventName(StrEnum):
 TERMINAL = frozenset({EventName.DONE, EventName.ERROR, EventName.CANCELLED})
 
 
+class HistoryStatus(StrEnum):
+    """A request's status as the history keeps it: a `Status`, or `interrupted`.
+
+    >>> HistoryStatus(Status.DONE.value)
+    <HistoryStatus.DONE: 'done'>
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    #: the server stopped (a crash, `kill -9`, a power cut) while it was queued or running;
+    #: the text it had streamed so far is kept
+    INTERRUPTED = "interrupted"
+
+
 class ErrorCode(StrEnum):
     """Every error a client can see. `ERRORS` gives each its HTTP status and sentence."""
 
@@ -78,10 +96,14 @@ class ErrorCode(StrEnum):
     PROMPT_TOO_LONG = "prompt_too_long"
     MAX_TOKENS_TOO_LARGE = "max_tokens_too_large"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     QUEUE_FULL = "queue_full"
     TOO_MANY_REQUESTS = "too_many_requests"
+    RATE_LIMITED = "rate_limited"
+    DRAINING = "draining"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     MODEL_NOT_LOADED = "model_not_loaded"
     QUEUE_TIMEOUT = "queue_timeout"
@@ -96,12 +118,23 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.PROMPT_TOO_LONG: (422, "The prompt is too long for this server."),
     ErrorCode.MAX_TOKENS_TOO_LARGE: (422, "max_tokens is larger than this server allows."),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is too large."),
+    ErrorCode.UNAUTHORIZED: (401, "This queue server needs a valid key."),
+    ErrorCode.FORBIDDEN: (403, "Your key does not allow that."),
     ErrorCode.MODEL_NOT_FOUND: (404, "No upstream offers that model."),
     ErrorCode.NOT_FOUND: (404, "There is no request with that id (it may have expired)."),
     ErrorCode.QUEUE_FULL: (429, "The queue is full right now; please try again shortly."),
     ErrorCode.TOO_MANY_REQUESTS: (
         429,
         "You already have the most requests allowed waiting; wait for one to finish.",
+    ),
+    ErrorCode.RATE_LIMITED: (
+        429,
+        "You have sent too much in the last minute; wait a little and try again.",
+    ),
+    ErrorCode.DRAINING: (
+        503,
+        "The queue server is not taking new requests right now (an admin is draining it); "
+        "try again later.",
     ),
     ErrorCode.UPSTREAM_UNAVAILABLE: (
         503,

@@ -63,6 +63,8 @@ class Dispatcher:
         self._scopes: dict[str, anyio.CancelScope] = {}  # request id -> its running stream
         self.closing = False  #: set at shutdown: start nothing new
         self.dispatched = 0  #: requests started so far
+        #: called when an upstream stops answering (the service re-checks at once)
+        self.on_upstream_down: Callable[[], None] = lambda: None
 
     # ------------------------------------------------------------------ slots
 
@@ -153,10 +155,11 @@ class Dispatcher:
         except UpstreamFailure as failure:
             if failure.code is ErrorCode.UPSTREAM_UNAVAILABLE:
                 pool.upstream.reachable = False  # stop sending it work until a refresh says so
-            record.finish(_error(failure.code, failure.detail))
+                self.on_upstream_down()
+            record.finish(error_event(failure.code, failure.detail))
         except Exception:
             log.exception("request %s failed inside the queue server", record.id)
-            record.finish(_error(ErrorCode.INTERNAL_ERROR))
+            record.finish(error_event(ErrorCode.INTERNAL_ERROR))
         finally:
             # Whatever happened, the request has ended and its slot is free: refill it now.
             record.finish(Cancelled(by="shutdown"))  # no-op unless nothing else ended it
@@ -171,6 +174,6 @@ class Dispatcher:
             self.fill()
 
 
-def _error(code: ErrorCode, detail: str = "") -> ErrorEvent:
+def error_event(code: ErrorCode, detail: str = "") -> ErrorEvent:
     sentence = ERRORS[code][1]
     return ErrorEvent(code=code.value, message=f"{sentence} ({detail})" if detail else sentence)

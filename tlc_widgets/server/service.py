@@ -24,7 +24,8 @@ import anyio
 
 from ..config import Settings
 from ..protocol import ERRORS, Cancelled, ErrorCode, ErrorEvent, Queued, RequestBody, Status
-from .dispatcher import Dispatcher
+from .api_error import ApiError
+from .dispatcher import Dispatcher, error_event
 from .records import Record, RecordStore
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
@@ -33,22 +34,6 @@ from .upstream import Timeouts, Upstream
 __all__ = ["ApiError", "QueueService"]
 
 log = logging.getLogger("tlc.requests")
-
-
-class ApiError(Exception):
-    """A request refused at the door: one error code, optional detail, field and Retry-After."""
-
-    def __init__(
-        self,
-        code: ErrorCode,
-        detail: str | None = None,
-        *,
-        param: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(f"{code}: {detail or ''}")
-        self.code, self.detail, self.param, self.retry_after = code, detail, param, retry_after
-        self.status = ERRORS[code][0]
 
 
 class QueueService:
@@ -67,6 +52,7 @@ class QueueService:
         self.dispatcher = Dispatcher(
             self.upstreams, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
         )
+        self.dispatcher.on_upstream_down = self._upstream_down
         self.presets = settings.presets()
         self._dirty = anyio.Event()
         self._changed = anyio.Event()  # replaced on every change; monitors wait on it
@@ -97,7 +83,24 @@ class QueueService:
         async with anyio.create_task_group() as tg:
             for upstream in self.upstreams:
                 tg.start_soon(upstream.refresh)
+        self._fail_stranded()
         self.dispatcher.fill()
+
+    def _upstream_down(self) -> None:
+        self._tg.start_soon(self.refresh_upstreams, name="upstream re-check")
+
+    def _fail_stranded(self) -> None:
+        """Waiting requests whose model no answering upstream offers fail now, with
+        `upstream_unavailable`, instead of waiting out the queue timeout in silence."""
+        offered = set(self.models())
+        stranded = [e for e in self.scheduler.order() if e.model not in offered]
+        for entry in stranded:
+            record = self.store.get(entry.id)
+            self.scheduler.remove(entry.id)
+            if record is not None:
+                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, _urls(self.upstreams)))
+        if stranded:
+            self.mark_dirty()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -202,8 +205,7 @@ class QueueService:
 
     def _expire(self, record: Record) -> None:
         if record.status is Status.QUEUED and self.scheduler.remove(record.id):
-            sentence = ERRORS[ErrorCode.QUEUE_TIMEOUT][1]
-            record.finish(ErrorEvent(ErrorCode.QUEUE_TIMEOUT.value, sentence))
+            record.finish(error_event(ErrorCode.QUEUE_TIMEOUT))
             self.mark_dirty()
 
     def _on_record_change(self, record: Record) -> None:

@@ -25,6 +25,7 @@ import anyio
 import anyio.lowlevel
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -128,7 +129,12 @@ class _PracticeServer:
 
     async def chat(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
+            raw = await request.body()
+        except ClientDisconnect:
+            # The client left before its body arrived (a request cancelled as it started).
+            return Response(status_code=499)
+        try:
+            body = json.loads(raw)
             chat = wire.parse_chat_request(body, default_model=next(iter(self.specs), ""))
         except ValueError as exc:  # BadRequest and JSONDecodeError are both ValueErrors
             message = str(exc) if isinstance(exc, wire.BadRequest) else f"Invalid JSON: {exc}"

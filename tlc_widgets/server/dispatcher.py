@@ -62,6 +62,7 @@ class Dispatcher:
         self._pools: dict[tuple[str, str | None], Pool] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}  # request id -> its running stream
         self.closing = False  #: set at shutdown: start nothing new
+        self.paused = False  #: an admin paused the queue: accept requests, start none
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
@@ -102,7 +103,7 @@ class Dispatcher:
     def fill(self) -> None:
         """Start waiting requests while some have a free slot. Cheap when nothing fits."""
         started = False
-        while len(self.scheduler) and not self.closing:
+        while len(self.scheduler) and not self.closing and not self.paused:
             entry = self.scheduler.pop_next(lambda model: self.free_pool(model) is not None)
             if entry is None:
                 break
@@ -135,17 +136,19 @@ class Dispatcher:
     async def _run(self, record: Record, pool: Pool) -> None:
         scope = self._scopes[record.id]
         body = {"model": record.model, "messages": record.messages, **record.params}
-        tokens_seen = 0
+        count = self.stats.observe_tokens
 
+        # A cancel lands at this task's next await, but lines already read from one chunk
+        # are handed on before it: tokens after the record ended are dropped, not an error.
         def on_content(text: str) -> None:
-            nonlocal tokens_seen
-            tokens_seen += 1
-            record.add_content(text)
+            count(record.model)
+            if not record.status.terminal:
+                record.add_content(text)
 
         def on_reasoning(text: str) -> None:
-            nonlocal tokens_seen
-            tokens_seen += 1
-            record.add_reasoning(text)
+            count(record.model)
+            if not record.status.terminal:
+                record.add_reasoning(text)
 
         try:
             with scope:
@@ -165,7 +168,6 @@ class Dispatcher:
             record.finish(Cancelled(by="shutdown"))  # no-op unless nothing else ended it
             del self._scopes[record.id]
             pool.busy -= 1
-            self.stats.observe_tokens(record.model, tokens_seen)
             if record.started is not None and record.finished is not None:
                 if isinstance(record.outcome, Done):
                     self.stats.observe_service(record.model, record.finished - record.started)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict, deque
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -52,6 +53,7 @@ class Stats:
         self._window_s = window_s
         self._token_marks: deque[tuple[float, int]] = deque()  # (second, tokens that second)
         self.served = 0
+        self._token_children: dict[str, Any] = {}  # model -> its labelled counter
 
     def observe_service(self, model: str, seconds: float) -> None:
         self._service[model].append(seconds)
@@ -60,8 +62,12 @@ class Stats:
         self._waits.append(seconds)
         self.wait.observe(seconds)
 
-    def observe_tokens(self, model: str, n: int) -> None:
-        self.tokens.labels(model).inc(n)
+    def observe_tokens(self, model: str, n: int = 1) -> None:
+        """Count relayed tokens as they pass (called per token: kept to a few operations)."""
+        child = self._token_children.get(model)
+        if child is None:
+            child = self._token_children[model] = self.tokens.labels(model)
+        child.inc(n)
         second = math.floor(time.monotonic())
         if self._token_marks and self._token_marks[-1][0] == second:
             self._token_marks[-1] = (second, self._token_marks[-1][1] + n)

@@ -1,0 +1,46 @@
+"""One queue server, with the practice model inside, for every lesson notebook in a run.
+
+    pytest --nbval-lax notebooks/
+
+nbval's cells are not pytest functions, so fixtures never reach them: the server is started
+by a hook, just before the first notebook's kernel starts (the setup of its first cell), and
+stopped when the session ends. Its URL goes into `TLC_SERVER_URL` first; nbval kernels
+inherit this process's environment, so each lesson's `ensure_server()` finds this server
+instead of starting one of its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tlc_widgets.config import Settings
+from tlc_widgets.server import create_app
+from tlc_widgets.serving import BackgroundServer
+
+_server: BackgroundServer | None = None
+_previous_url: str | None = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _server, _previous_url
+    if _server is not None:
+        return
+    # Without .env: a developer's local settings must not change what the lessons measure.
+    settings = Settings(_env_file=None, practice=True, port=0)  # type: ignore[call-arg]
+    _server = BackgroundServer(create_app(settings)).start()
+    _previous_url = os.environ.get("TLC_SERVER_URL")
+    os.environ["TLC_SERVER_URL"] = _server.url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
+    if _previous_url is None:
+        os.environ.pop("TLC_SERVER_URL", None)
+    else:
+        os.environ["TLC_SERVER_URL"] = _previous_url

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from ..config import Settings
-from ..protocol import ERRORS, Cancelled, ErrorCode, ErrorEvent, Queued, RequestBody, Status
+from ..protocol import Cancelled, ErrorCode, ErrorEvent, Queued, RequestBody, Status
 from .api_error import ApiError
 from .dispatcher import Dispatcher, error_event
 from .records import Record, RecordStore

@@ -1,0 +1,205 @@
+"""The chat panel in a real JupyterLab, in headless Chromium: queue position, live tokens,
+the done status, in the light and the dark theme.
+
+Skipped when no Chromium is installed, unless TLC_REQUIRE_BROWSER=1 (CI), which fails
+instead. Screenshots go to test-artifacts/browser/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser_util import (
+    ARTIFACTS,
+    JupyterLab,
+    change_theme,
+    chromium_page,
+    find_chromium,
+    open_notebook,
+    run_all_cells,
+)
+from tests.conftest import practice_server, queue_server
+from tests.test_widgets_kernel import hold_slot
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_start_here.ipynb"
+
+STATUS = ".tlc-chat .tlc-status .tlc-status-text"
+LIVE = ".tlc-chat .tlc-transcript .tlc-live .tlc-body"
+
+
+@pytest.fixture
+def chromium() -> str:
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("TLC_REQUIRE_BROWSER") == "1":
+            pytest.fail(
+                "TLC_REQUIRE_BROWSER=1 but no Chromium was found (apt-get install chromium)"
+            )
+        pytest.skip(
+            "no Chromium found (apt-get install chromium); set TLC_REQUIRE_BROWSER=1 to fail"
+        )
+    return found
+
+
+def text_of(page: Any, selector: str) -> str:
+    return str(page.eval_on_selector(selector, "el => el.innerText"))
+
+
+def test_chat_panel_streams_into_jupyterlab(chromium: str, tmp_path: Path) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)  # a copy: JupyterLab may save into it
+    # ~30 tokens/s: slow enough to watch the reply grow, one slot so a holder makes us wait.
+    with practice_server(parallel=1, tokens_per_second=30) as practice:
+        with queue_server(practice.url + "/v1") as queue:
+            with JupyterLab(root, env={"TLC_SERVER_URL": queue.url}) as lab:
+                with chromium_page(chromium) as page:
+                    open_notebook(page, lab.url, NOTEBOOK.name)
+                    run_all_cells(page)
+                    page.wait_for_selector(".tlc-chat .tlc-prompt-input", timeout=30_000)
+                    page.wait_for_selector(".tlc-monitor .tlc-num", timeout=30_000)
+                    assert text_of(page, STATUS).startswith("done · ")  # the notebook's own send
+                    drive_the_panel(page, queue.url, practice.url)
+
+
+def drive_the_panel(page: Any, queue_url: str, practice_url: str) -> None:
+    holder = hold_slot(queue_url, practice_url)
+    page.fill(".tlc-chat .tlc-prompt-input", "Tell me about the Queen")
+    page.click(".tlc-chat .tlc-send")
+    page.wait_for_function(
+        f"() => document.querySelector({STATUS!r}).innerText.startsWith('queued — position')",
+        timeout=30_000,
+    )
+    assert text_of(page, STATUS).startswith("queued — position 1 of 1")  # + ETA, if known
+    chat = page.locator(".tlc-chat")
+    chat.scroll_into_view_if_needed()
+    chat.screenshot(path=str(ARTIFACTS / "chat-queued-light.png"))
+
+    httpx.delete(f"{queue_url}/api/requests/{holder}")
+    # Watch the live reply grow: each wait ends as soon as the text is longer than before.
+    lengths = [0]
+    for _ in range(3):
+        lengths.append(
+            page.wait_for_function(
+                f"""(before) => {{
+                    const el = document.querySelector({LIVE!r});
+                    return el && el.innerText.length > before ? el.innerText.length : false;
+                }}""",
+                arg=lengths[-1],
+                timeout=30_000,
+            ).json_value()
+        )
+    assert lengths == sorted(set(lengths)), lengths
+    chat.screenshot(path=str(ARTIFACTS / "chat-streaming-light.png"))
+
+    page.wait_for_function(
+        f"() => document.querySelector({STATUS!r}).innerText.startsWith('done · ')",
+        timeout=60_000,
+    )
+    last = page.locator(".tlc-chat .tlc-assistant .tlc-body").last.inner_text()
+    assert len(last) >= lengths[-1] and not page.query_selector(LIVE)
+    chat.screenshot(path=str(ARTIFACTS / "chat-done-light.png"))
+    page.screenshot(path=str(ARTIFACTS / "lab-light.png"))
+
+    # Shift+Enter makes a new line; Enter sends.
+    box = page.locator(".tlc-chat .tlc-prompt-input")
+    box.click()
+    box.type("Line one")
+    box.press("Shift+Enter")
+    box.type("line two")
+    assert box.input_value() == "Line one\nline two"
+    assert text_of(page, STATUS).startswith("done · ")  # nothing was sent
+    box.press("Enter")
+    page.wait_for_function(
+        f"() => !document.querySelector({STATUS!r}).innerText.startsWith('done · ')",
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        f"() => document.querySelector({STATUS!r}).innerText.startsWith('done · ')",
+        timeout=60_000,
+    )
+    assert page.locator(".tlc-chat .tlc-user .tlc-body").last.inner_text() == "Line one\nline two"
+    assert box.input_value() == ""
+
+    change_theme(page, "JupyterLab Dark")
+    chat.screenshot(path=str(ARTIFACTS / "chat-done-dark.png"))
+    monitor = page.locator(".tlc-monitor")
+    monitor.scroll_into_view_if_needed()
+    monitor.screenshot(path=str(ARTIFACTS / "monitor-dark.png"))
+    # Theme-aware: the transcript's background follows the theme's layout colour.
+    colors = page.evaluate(
+        """() => [getComputedStyle(document.querySelector('.tlc-transcript')).backgroundColor,
+                  getComputedStyle(document.body).getPropertyValue('--jp-layout-color1').trim()]"""
+    )
+    assert colors[0] != "rgb(255, 255, 255)", colors
+
+
+RENDER_CHECK = r"""
+from tlc_widgets.widgets.conversation import Turn
+from tlc_widgets.widgets.transcript import Transcript
+
+reply = '''## A heading
+
+Some **bold**, *italic*, `inline <code>`, a [link](https://example.org)
+and [no link](javascript:alert(1)).
+
+1. first
+2. second
+
+```python
+def greet(name: str) -> str:
+    # say hello
+    return f"Hello, {name}!"
+```
+
+<script>window.pwned = true</script><img src=x onerror="window.pwned = true">'''
+transcript = Transcript()
+transcript.turns = [
+    Turn("user", "Show me <b>markdown</b>").as_view(),
+    Turn("assistant", reply, reasoning="The user asks about *markdown*.").as_view(),
+]
+transcript
+"""
+
+
+def test_transcript_renders_markdown_safely(chromium: str, tmp_path: Path) -> None:
+    import nbformat
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(RENDER_CHECK)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, tmp_path / "render.ipynb")
+    with JupyterLab(tmp_path) as lab, chromium_page(chromium) as page:
+        open_notebook(page, lab.url, "render.ipynb")
+        run_all_cells(page)
+        answer = page.wait_for_selector(".tlc-transcript .tlc-assistant .tlc-body h2")
+        assert answer.inner_text() == "A heading"
+        assert page.locator(".tlc-assistant strong").first.inner_text() == "bold"
+        assert page.locator(".tlc-assistant code").first.inner_text() == "inline <code>"
+        links = page.locator(".tlc-assistant a")
+        assert links.count() == 1 and links.get_attribute("href") == "https://example.org"
+        assert links.get_attribute("rel") == "noopener noreferrer"
+        keyword = page.locator("pre.tlc-code code.language-python .tlc-tok-keyword").first
+        assert keyword.inner_text() == "def"
+        # Model text is text: no element was made from it, no handler ran.
+        assert page.locator(".tlc-transcript script, .tlc-transcript img").count() == 0
+        assert "<script>" in page.locator(".tlc-assistant .tlc-body").inner_text()
+        assert page.evaluate("() => window.pwned === undefined")
+        assert page.locator(".tlc-user .tlc-body").inner_text() == "Show me <b>markdown</b>"
+        # Reasoning sits apart, collapsed until opened.
+        thinking = page.locator(".tlc-assistant details.tlc-reasoning")
+        assert thinking.get_attribute("open") is None
+        thinking.locator("summary").click()
+        assert thinking.get_attribute("open") is not None
+        page.locator(".tlc-transcript").screenshot(path=str(ARTIFACTS / "markdown-light.png"))
+        change_theme(page, "JupyterLab Dark")
+        page.locator(".tlc-transcript").screenshot(path=str(ARTIFACTS / "markdown-dark.png"))

@@ -1,0 +1,131 @@
+"""A conversation: the turns so far, the messages sent with the next prompt, and its exports.
+
+    >>> chat = Conversation()
+    >>> chat.add_user("Hi")
+    >>> chat.add_assistant("Hello!", reasoning="be polite")
+    >>> chat.messages("Be brief.")
+    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}, \
+{'role': 'assistant', 'content': 'Hello!'}]
+
+Pure data, no widgets: `ChatPanel` keeps one and shows its `turns` in the transcript.
+Reasoning ("thinking") is kept for display and export but never sent back to the model,
+as OpenAI-style servers expect.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Conversation", "Turn", "download_link"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message in the transcript. `note` marks an incomplete reply ("stopped", an error)."""
+
+    role: str  #: "user" or "assistant"
+    content: str
+    reasoning: str = ""
+    note: str = ""
+
+    def as_view(self) -> dict[str, str]:
+        """The dict the transcript's JavaScript renders (empty fields left out: fewer bytes)."""
+        view = {"role": self.role, "content": self.content}
+        if self.reasoning:
+            view["reasoning"] = self.reasoning
+        if self.note:
+            view["note"] = self.note
+        return view
+
+
+@dataclass
+class Conversation:
+    """The turns of one chat, oldest first. `New chat` makes a fresh one."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+    def add_user(self, text: str) -> None:
+        self.turns.append(Turn("user", text))
+
+    def add_assistant(self, text: str, reasoning: str = "", note: str = "") -> None:
+        self.turns.append(Turn("assistant", text, reasoning, note))
+
+    def messages(self, system_prompt: str = "") -> list[dict[str, Any]]:
+        """OpenAI-format messages: the system prompt (if any), then every turn.
+
+        A stopped reply is sent as far as it got: the model sees what the learner saw.
+        """
+        head = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        return head + [{"role": t.role, "content": t.content} for t in self.turns]
+
+    def view(self) -> list[dict[str, str]]:
+        return [t.as_view() for t in self.turns]
+
+    def to_json(self, system_prompt: str = "", **settings: Any) -> str:
+        """The conversation as JSON: settings, then OpenAI messages (+ `reasoning_content`).
+
+        >>> json.loads(Conversation([Turn("user", "Hi")]).to_json(model="m"))["messages"]
+        [{'role': 'user', 'content': 'Hi'}]
+        """
+        messages = self.messages(system_prompt)
+        offset = len(messages) - len(self.turns)
+        for i, turn in enumerate(self.turns):
+            if turn.reasoning:
+                # LM Studio's field name for reasoning; OpenAI-compatible readers know it.
+                messages[offset + i]["reasoning_content"] = turn.reasoning
+            if turn.note:
+                messages[offset + i]["note"] = turn.note
+        document = {"exported_at": _now(), **settings, "messages": messages}
+        return json.dumps(document, ensure_ascii=False, indent=2)
+
+    def to_markdown(self, system_prompt: str = "", **settings: Any) -> str:
+        """The conversation as a Markdown document a person can read or paste.
+
+        >>> print(Conversation([Turn("user", "Hi")]).to_markdown(model="m").splitlines()[0])
+        # Chat with m
+        """
+        model = settings.pop("model", None) or "the default model"
+        facts = " · ".join(f"{k.replace('_', ' ')} {v}" for k, v in settings.items() if v)
+        lines = [
+            f"# Chat with {model}",
+            "",
+            f"_Exported {_now()}" + (f" · {facts}_" if facts else "_"),
+        ]
+        if system_prompt.strip():
+            lines += ["", "**System prompt:** " + system_prompt.strip()]
+        for turn in self.turns:
+            lines += ["", "## You" if turn.role == "user" else "## Assistant", ""]
+            if turn.reasoning:
+                lines += [
+                    "<details><summary>Reasoning</summary>",
+                    "",
+                    turn.reasoning,
+                    "",
+                    "</details>",
+                    "",
+                ]
+            lines.append(turn.content)
+            if turn.note:
+                lines += ["", f"_({turn.note})_"]
+        return "\n".join(lines) + "\n"
+
+
+def download_link(text: str, fmt: str) -> str:
+    """An `<a download>` holding `text` as a data: URL: one click saves it (JupyterLab too).
+
+    >>> download_link("# Hi", "md").startswith('<a download="chat-')
+    True
+    """
+    mime = {"md": "text/markdown", "json": "application/json"}.get(fmt, "text/plain")
+    data = base64.b64encode(text.encode()).decode()
+    name = html.escape(f"chat-{datetime.now().strftime('%Y%m%d-%H%M%S')}.{fmt}")
+    return f'<a download="{name}" href="data:{mime};base64,{data}">⬇ {name}</a>'
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -29,7 +29,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if _server is not None:
         return
     # Without .env: a developer's local settings must not change what the lessons measure.
-    settings = Settings(_env_file=None, practice=True, port=0)  # type: ignore[call-arg]
+    # History in memory: lesson runs must not fill the user's history file.
+    settings = Settings(_env_file=None, practice=True, port=0, history_path=":memory:")  # type: ignore[call-arg]
     _server = BackgroundServer(create_app(settings)).start()
     _previous_url = os.environ.get("TLC_SERVER_URL")
     os.environ["TLC_SERVER_URL"] = _server.url

@@ -7,6 +7,7 @@ only a client, exactly like a notebook kernel talking to a shared queue server.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,10 @@ import httpx
 import pytest
 
 from tlc_widgets.config import Settings
+
+# Servers the tests start as subprocesses (ensure_server, kill -9 tests) inherit this:
+# a test run must never write into the user's real history file.
+os.environ.setdefault("TLC_HISTORY_PATH", ":memory:")
 from tlc_widgets.practice import PracticeSettings
 from tlc_widgets.practice import create_app as create_practice_app
 from tlc_widgets.server import create_app
@@ -42,6 +47,8 @@ def practice_server(**overrides: Any) -> Iterator[BackgroundServer]:
 def queue_server(*upstreams: str, **overrides: Any) -> Iterator[BackgroundServer]:
     """The queue server in front of `upstreams` (base URLs ending in /v1)."""
     overrides.setdefault("position_interval_s", 0.05)
+    # Tests never write the user's real history file; a test that needs one passes a path.
+    overrides.setdefault("history_path", ":memory:")
     settings = Settings(_env_file=None, upstreams=list(upstreams), **overrides)  # type: ignore[call-arg]
     with BackgroundServer(create_app(settings)) as server:
         yield server

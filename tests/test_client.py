@@ -438,5 +438,25 @@ def test_the_exception_tree_is_exported_from_the_client_module() -> None:
     assert {"QueueClient", "Submitted", "TLCError", "RequestCancelled"} <= exported
     assert all(hasattr(tlc_widgets.client, name) for name in exported)
     tree = {n for n in errors.__all__ if isinstance(getattr(errors, n), type)}
-    assert len(tree) == 10 and tree <= exported
+    assert tree == {c.__name__ for c in (TLCError, *TLCError.__subclasses__())}
+    assert tree <= exported
     assert all(issubclass(getattr(errors, n), TLCError) for n in tree)
+
+
+async def test_keys_travel_as_bearer_and_refusals_are_access_denied(
+    practice: BackgroundServer,
+) -> None:
+    keys = "sk-ada:ada:student,sk-tina:tina:teacher"
+    with queue_server(practice.url + "/v1", keys=keys) as queue:
+        async with QueueClient(queue.url, api_key="sk-ada") as ada:
+            assert await ada.chat("Hello", max_tokens=5)
+            with pytest.raises(errors.AccessDenied) as forbidden:
+                await ada.submit("me first", priority=5)  # only teachers may jump the line
+            assert forbidden.value.code == "forbidden"
+        async with QueueClient(queue.url, api_key="sk-wrong") as stranger:
+            with pytest.raises(errors.AccessDenied) as unauthorized:
+                await stranger.submit("hi")
+            assert unauthorized.value.code == "unauthorized"
+        async with QueueClient(queue.url, api_key="sk-tina") as tina:
+            submitted = await tina.submit("urgent", priority=5, max_tokens=5)
+            assert (await tina.status(submitted.id))["user"] == "tina"  # from the key

@@ -45,6 +45,11 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--max-queue", type=int, help="most waiting requests [TLC_MAX_QUEUE]")
     p.add_argument("--max-per-user", type=int, help="most waiting per user [TLC_MAX_PER_USER]")
     p.add_argument("--default-model", help="model for requests that name none [TLC_DEFAULT_MODEL]")
+    p.add_argument(
+        "--keys-file",
+        metavar="PATH",
+        help='TOML of API keys: [keys."KEY"] user = "ada", role = "student" [TLC_KEYS_FILE]',
+    )
 
 
 def _practice_parser(sub: Any) -> None:
@@ -110,9 +115,12 @@ def serve(ns: argparse.Namespace) -> None:
 
     settings = Settings(**_given(ns))
     _logging(settings.log_level)
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    keyed = settings.keys is not None or settings.keys_file is not None
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         logging.getLogger("tlc").warning(
-            "binding %s: anyone on the network can use this queue (no keys are configured)",
+            "binding %s without keys: anyone on the network can use this queue, read every "
+            "request and pause it. Give each user a key: TLC_KEYS_FILE=keys.toml (or "
+            "--keys-file, or TLC_KEYS='key:user:role,…'); see README, 'Keys and roles'.",
             settings.host,
         )
     uvicorn.run(

@@ -26,6 +26,7 @@ import anyio
 import httpx
 
 from .errors import (
+    AccessDenied,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -43,6 +44,7 @@ from .protocol import TERMINAL, Cancelled, Delta, Done, ErrorEvent, Event, Event
 
 __all__ = [
     "DEFAULT_URL",
+    "AccessDenied",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",

@@ -10,12 +10,13 @@ The hierarchy:
     TLCError                    .code  .message  .retry_after
     ├── ServerUnavailable       the queue server itself cannot be reached
     ├── QueueFull               queue_full
-    ├── TooManyRequests         too_many_requests
+    ├── TooManyRequests         too_many_requests, rate_limited
+    ├── AccessDenied            unauthorized, forbidden (keys and roles)
     ├── InvalidRequest          invalid_request, prompt_too_long, max_tokens_too_large,
     │                           payload_too_large
     ├── ModelNotFound           model_not_found
     ├── NotFound                not_found
-    ├── UpstreamUnavailable     upstream_unavailable, model_not_loaded
+    ├── UpstreamUnavailable     upstream_unavailable, model_not_loaded, draining
     ├── RequestFailed           queue_timeout, upstream_timeout, upstream_error,
     │                           internal_error, and any code this client does not know
     └── RequestCancelled        the request ended with a `cancelled` event
@@ -33,6 +34,7 @@ import httpx
 from .protocol import ErrorCode
 
 __all__ = [
+    "AccessDenied",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
@@ -99,6 +101,10 @@ class RequestFailed(TLCError):
     """The request was accepted but failed later (timed out, the model crashed, a bug)."""
 
 
+class AccessDenied(TLCError):
+    """No valid key (`unauthorized`: set `TLC_API_KEY`), or the key's role may not do that."""
+
+
 class RequestCancelled(TLCError):
     """The request ended with a `cancelled` event: a Stop button, an admin, or shutdown."""
 
@@ -113,6 +119,10 @@ CODES: dict[str, type[TLCError]] = {
     ErrorCode.NOT_FOUND: NotFound,
     ErrorCode.QUEUE_FULL: QueueFull,
     ErrorCode.TOO_MANY_REQUESTS: TooManyRequests,
+    ErrorCode.RATE_LIMITED: TooManyRequests,
+    ErrorCode.UNAUTHORIZED: AccessDenied,
+    ErrorCode.FORBIDDEN: AccessDenied,
+    ErrorCode.DRAINING: UpstreamUnavailable,
     ErrorCode.UPSTREAM_UNAVAILABLE: UpstreamUnavailable,
     ErrorCode.MODEL_NOT_LOADED: UpstreamUnavailable,
     ErrorCode.QUEUE_TIMEOUT: RequestFailed,

@@ -10,6 +10,10 @@ Native API (what the widgets and lessons use) — see README.md for the full tab
     GET    /api/requests/{id}          status and text so far
     DELETE /api/requests/{id}          cancel
     GET    /api/queue, /api/queue/events, /api/models, /healthz, /readyz, /metrics
+    /api/history…  (history_api.py) · /api/admin/…  (admin.py) · /v1/…  (openai_door.py)
+
+Around every route: the body limit (limits.py), then the key check (auth.py), which
+leaves the caller's identity for `identity_of(request)`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
 from ..config import ModelPreset, Settings
 from ..protocol import ErrorCode, RequestBody, error_body
-from . import openai_door
+from . import admin, history_api, openai_door
+from .auth import AuthMiddleware, Keys, identity_of
+from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .records import Record
 from .service import ApiError, QueueService
@@ -36,11 +44,12 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    keys = Keys.from_settings(settings)  # a bad keys file stops the start, with its line
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with practice_upstream(settings) as effective:
-            async with QueueService.running(effective) as queue:
+            async with QueueService.running(effective, keys_on=bool(keys)) as queue:
                 app.state.queue = queue
                 yield
 
@@ -52,22 +61,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.include_router(openai_door.router)
+    app.include_router(admin.router)
+    app.include_router(history_api.router)
+    # The last added runs first: the body limit holds even for requests without a key.
+    app.add_middleware(AuthMiddleware, keys=keys)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     def queue_of(request: Request) -> QueueService:
         return request.app.state.queue  # type: ignore[no-any-return]
 
     def record_of(request: Request, request_id: str) -> Record:
         record = queue_of(request).store.get(request_id)
-        if record is None:
-            raise ApiError(ErrorCode.NOT_FOUND)
+        if record is None or not identity_of(request).may_see(record.user):
+            raise ApiError(ErrorCode.NOT_FOUND)  # another's id reads as unknown: ids do not leak
         return record
 
     @app.post("/api/requests", status_code=202, tags=["requests"])
     async def submit(body: RequestBody, request: Request) -> dict[str, Any]:
         """Queue a chat request. Follow it at `events`; its first event is `queued`."""
         queue = queue_of(request)
-        record = await queue.submit(body, user=body.user or "anonymous")
+        identity = identity_of(request)
+        if body.priority > 0 and not identity.may_prioritise:
+            raise ApiError(
+                ErrorCode.FORBIDDEN,
+                "priority: only a teacher or an admin may set a priority above 0.",
+                param="priority",
+            )
+        user = identity.owner(body.user)
+        record = await queue.submit(body, user=user, role=identity.role)
         accepted = record.last_queued  # the position it was given on arrival
         assert accepted is not None
         # It may have started already (an idle slot); the events say so. This answer
@@ -94,7 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         record = record_of(request, request_id)
         start = after or 0
         if last_event_id is not None:
-            if not last_event_id.strip().isdigit():
+            # isdecimal + isascii: "²" is a digit to isdigit() but not a number to int().
+            if not (last_event_id.strip().isascii() and last_event_id.strip().isdecimal()):
                 raise ApiError(
                     ErrorCode.INVALID_REQUEST,
                     "Last-Event-ID must be a whole number: the id of the last event you got.",
@@ -112,7 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def cancel(request_id: str, request: Request) -> dict[str, Any]:
         """Cancel: a queued request leaves the line, a running one's stream is closed."""
         record = record_of(request, request_id)
-        cancelled = queue_of(request).cancel(record, by="client")
+        by = "client" if identity_of(request).user in (None, record.user) else "admin"
+        cancelled = queue_of(request).cancel(record, by=by)
         return {**describe(record), "cancelled": cancelled}
 
     @app.get("/api/queue", tags=["queue"])
@@ -222,3 +247,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         "" if len(problems) <= 5 else f" (+{len(problems) - 5} more)"
     )
     return JSONResponse(error_body(ErrorCode.INVALID_REQUEST, detail, first_field), status_code=422)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """A body FastAPI could not parse (not UTF-8, nested too deep) is a 422 like any bad body."""
+    if exc.status_code == 400:
+        detail = "body: it could not be read as JSON (it must be UTF-8 JSON text)."
+        return JSONResponse(error_body(ErrorCode.INVALID_REQUEST, detail, "body"), status_code=422)
+    return await http_exception_handler(request, exc)

@@ -20,10 +20,12 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
 from ..protocol import ERRORS, Done, ErrorCode, ErrorEvent, Message, RequestBody, Status
+from .api_error import ApiError
+from .auth import identity_of
 from .records import Record
 from .service import QueueService
 from .sse import sse_response
@@ -58,14 +60,19 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionBody, request: Request) -> Response:
     queue: QueueService = request.app.state.queue
-    native = RequestBody(
-        messages=body.messages,
-        model=body.model,
-        temperature=body.temperature,
-        max_tokens=body.max_tokens or body.max_completion_tokens,
-        user=body.user,
-    )
-    record = await queue.submit(native, user=body.user or "anonymous")
+    try:
+        native = RequestBody(
+            messages=body.messages,
+            model=body.model,
+            temperature=body.temperature,
+            max_tokens=body.max_tokens or body.max_completion_tokens,
+        )
+    except ValidationError as exc:  # OpenAI's body admits what ours does not: a 422, not a 500
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(ErrorCode.INVALID_REQUEST, f"{where}: {first['msg']}", param=where) from exc
+    identity = identity_of(request)  # with keys, the key says who; `user` is ignored
+    record = await queue.submit(native, user=identity.owner(body.user), role=identity.role)
     if body.stream:
         usage = bool((body.stream_options or {}).get("include_usage"))
         return sse_response(_chunks(queue, record, include_usage=usage))

@@ -1,14 +1,12 @@
-"""The queue as a whole: admission, cancellation, positions, snapshots. Routes call this.
+"""The queue as a whole: admission, cancellation, listeners, snapshots. Routes call this.
 
     >>> async with QueueService.running(settings) as queue:      # doctest: +SKIP
     ...     record = await queue.submit(RequestBody(prompt="Hi"), user="ada")
     ...     queue.cancel(record, by="client")
 
-Positions are computed once per queue change, for everyone at once (O(n log users)), and a
-`queued` event is appended only to records whose position, queue length or ETA moved. A
-publisher task does this at most once per `position_interval_s`, so a thousand waiting
-clients cost O(waiting) per interval however fast the queue moves; the latest positions are
-always delivered, because a change during the pause marks the queue dirty again.
+It wires the parts together — records, the fair scheduler, the dispatcher and its slots,
+the position publisher (`positions.py`), history, rate limits — and owns their background
+tasks for the length of the app's lifespan.
 """
 
 from __future__ import annotations
@@ -23,9 +21,14 @@ from typing import Any
 import anyio
 
 from ..config import Settings
-from ..protocol import Cancelled, ErrorCode, ErrorEvent, Queued, RequestBody, Status
+from ..protocol import Cancelled, ErrorCode, ErrorEvent, RequestBody, Status
+from .admission import resolve_model, urls, validate
 from .api_error import ApiError
+from .auth import Role
 from .dispatcher import Dispatcher, error_event
+from .history import History
+from .limits import RateLimiter, estimate_tokens
+from .positions import Positions
 from .records import Record, RecordStore
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
@@ -37,8 +40,13 @@ log = logging.getLogger("tlc.requests")
 
 
 class QueueService:
-    def __init__(self, settings: Settings, task_group: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self, settings: Settings, task_group: anyio.abc.TaskGroup, keys_on: bool = False
+    ) -> None:
         self.settings = settings
+        self.history = History(settings.history_path, settings.history_flush_s)
+        self.rates = RateLimiter.from_settings(settings, keys_on)
+        self.draining = False  #: an admin drains the queue: accept nothing new
         self.store = RecordStore(settings.retain_s)
         self.scheduler = FairScheduler()
         self.stats = Stats()
@@ -53,19 +61,30 @@ class QueueService:
             self.upstreams, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
         )
         self.dispatcher.on_upstream_down = self._upstream_down
+        self.positions = Positions(
+            self.scheduler,
+            self.store,
+            self.dispatcher,
+            self.stats,
+            settings.position_interval_s,
+            self._notify,
+        )
         self.presets = settings.presets()
-        self._dirty = anyio.Event()
         self._changed = anyio.Event()  # replaced on every change; monitors wait on it
         self._tg = task_group
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, settings: Settings) -> AsyncIterator[QueueService]:
+    async def running(
+        cls, settings: Settings, keys_on: bool = False
+    ) -> AsyncIterator[QueueService]:
         """The service with its background tasks, for the length of an app's lifespan."""
         async with anyio.create_task_group() as tg:
-            service = cls(settings, tg)
+            service = cls(settings, tg, keys_on)
+            await service.history.open()
+            tg.start_soon(service.history.flush_forever, name="history flush")
             await service.refresh_upstreams()
-            tg.start_soon(service._publish_positions, name="positions")
+            tg.start_soon(service.positions.run, name="positions")
             tg.start_soon(service._refresh_forever, name="upstream refresh")
             try:
                 yield service
@@ -76,6 +95,7 @@ class QueueService:
                 tg.cancel_scope.cancel()
         for upstream in service.upstreams:
             await upstream.aclose()
+        await service.history.close()  # after the shutdown cancels above, so they are saved
 
     # ------------------------------------------------------------------ upstreams
 
@@ -98,7 +118,7 @@ class QueueService:
             record = self.store.get(entry.id)
             self.scheduler.remove(entry.id)
             if record is not None:
-                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, _urls(self.upstreams)))
+                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, urls(self.upstreams)))
         if stranded:
             self.mark_dirty()
 
@@ -112,27 +132,18 @@ class QueueService:
         for upstream in self.upstreams:
             if upstream.reachable:
                 seen.update(dict.fromkeys(upstream.models))
-        return list(seen)
+        allowed = self.settings.allowed_models
+        return [m for m in seen if m in allowed] if allowed else list(seen)
 
     # ------------------------------------------------------------------ admission
 
-    async def submit(self, body: RequestBody, user: str) -> Record:
+    async def submit(self, body: RequestBody, user: str, role: Role = Role.ADMIN) -> Record:
         """Accept a request into the queue, or raise `ApiError` saying why not."""
         s = self.settings
-        messages = [m.model_dump(exclude_none=True) for m in body.chat_messages()]
-        if sum(len(m.text()) for m in body.chat_messages()) > s.max_prompt_chars:
-            raise ApiError(
-                ErrorCode.PROMPT_TOO_LONG,
-                f"The limit is {s.max_prompt_chars} characters.",
-                param="messages",
-            )
-        if body.max_tokens is not None and body.max_tokens > s.max_tokens_cap:
-            raise ApiError(
-                ErrorCode.MAX_TOKENS_TOO_LARGE,
-                f"The limit is {s.max_tokens_cap}.",
-                param="max_tokens",
-            )
-        model = await self._resolve_model(body.model)
+        if self.draining:
+            raise ApiError(ErrorCode.DRAINING)
+        messages, chars = validate(body, s)
+        model = await resolve_model(self, body.model)
         if len(self.scheduler) >= s.max_queue:
             raise ApiError(ErrorCode.QUEUE_FULL, retry_after=self.retry_after(model))
         if self.scheduler.waiting_for(user) >= s.max_per_user:
@@ -141,6 +152,7 @@ class QueueService:
                 f"The limit is {s.max_per_user} waiting requests per user.",
                 retry_after=self.retry_after(model),
             )
+        self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
         params: dict[str, Any] = {}
         if body.temperature is not None:
             params["temperature"] = body.temperature
@@ -157,35 +169,13 @@ class QueueService:
         self.store.add(record)
         self.scheduler.push(Entry(record.id, user, model, body.priority))
         self._on_record_change(record)
-        record.emit(self._position_of(record))
+        record.emit(self.positions.of(record))
         record.timeout = asyncio.get_running_loop().call_later(
             s.queue_timeout_s, self._expire, record
         )
         self.dispatcher.fill()
         self.mark_dirty()
         return record
-
-    async def _resolve_model(self, requested: str | None) -> str:
-        if not any(u.reachable for u in self.upstreams):
-            await self.refresh_upstreams()  # it may have come back since the last look
-            if not any(u.reachable for u in self.upstreams):
-                raise ApiError(ErrorCode.UPSTREAM_UNAVAILABLE, _urls(self.upstreams))
-        model = requested or self.settings.default_model
-        available = self.models()
-        if model is None:
-            if not available:
-                raise ApiError(ErrorCode.MODEL_NOT_LOADED, "The upstream lists no models.")
-            return available[0]
-        if model not in available:
-            await self.refresh_upstreams()
-            if model not in self.models():
-                choices = ", ".join(self.models()) or "none"
-                raise ApiError(
-                    ErrorCode.MODEL_NOT_FOUND,
-                    f"Asked for {model!r}; available: {choices}.",
-                    param="model",
-                )
-        return model
 
     def retry_after(self, model: str) -> int:
         """Seconds until a place frees up, roughly: one mean service time, at least 1."""
@@ -209,7 +199,9 @@ class QueueService:
             self.mark_dirty()
 
     def _on_record_change(self, record: Record) -> None:
-        """One structured log line per state change; timers and retention on the way out."""
+        """One structured log line and a history save per state change; timers, retention
+        and the user's token count on the way out."""
+        self.history.record_changed(record)
         timings = record.timings()
         log.info(
             "request id=%s state=%s user=%s model=%s upstream=%s waited=%s ttft=%s tokens=%d "
@@ -234,54 +226,17 @@ class QueueService:
             if isinstance(record.outcome, ErrorEvent):
                 self.stats.errors.labels(record.outcome.code).inc()
             self.store.forget_later(record)
+            self.rates.spend(record.user, record.tokens)
         self._notify()
 
-    # ------------------------------------------------------------------ positions
+    # ------------------------------------------------------------------ changes
 
     def mark_dirty(self) -> None:
-        self._dirty.set()
-        self._notify()
+        self.positions.mark_dirty()
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
-
-    def _position_of(self, record: Record) -> Queued:
-        for position, other in enumerate(
-            (e for e in self.scheduler.order() if e.model == record.model), start=1
-        ):
-            if other.id == record.id:
-                return self._queued(record.model, position)
-        raise KeyError(record.id)
-
-    def _queued(self, model: str, position: int) -> Queued:
-        slots = self.dispatcher.slots_for(model)
-        eta = self.stats.eta_s(model, position, slots)
-        return Queued(position=position, waiting=len(self.scheduler), eta_s=eta)
-
-    def publish_positions(self) -> int:
-        """Append a `queued` event to every waiting record whose figures changed."""
-        sent = 0
-        per_model: dict[str, int] = {}
-        for entry in self.scheduler.order():
-            position = per_model[entry.model] = per_model.get(entry.model, 0) + 1
-            record = self.store.get(entry.id)
-            if record is None or record.status is not Status.QUEUED:
-                continue
-            queued = self._queued(entry.model, position)
-            if queued != record.last_queued:
-                record.emit(queued)
-                sent += 1
-        return sent
-
-    async def _publish_positions(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty = anyio.Event()
-            self.publish_positions()
-            self.stats.queue_length.set(len(self.scheduler))
-            self.stats.running.set(self.dispatcher.running)
-            await anyio.sleep(self.settings.position_interval_s)
 
     @property
     def change_event(self) -> anyio.Event:
@@ -332,6 +287,8 @@ class QueueService:
         return {
             "waiting": len(self.scheduler),
             "running": self.dispatcher.running,
+            "paused": self.dispatcher.paused,
+            "draining": self.draining,
             "upstreams": upstreams,
             "served": self.stats.served,
             "mean_wait_s": self.stats.mean_wait_s(),
@@ -349,7 +306,3 @@ def _outcome(record: Record) -> str:
             return f"cancelled-by-{by}"
         case outcome:
             return str(getattr(outcome, "finish_reason", "done"))
-
-
-def _urls(upstreams: list[Upstream]) -> str:
-    return "Tried: " + ", ".join(u.base_url for u in upstreams) + "."

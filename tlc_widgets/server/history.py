@@ -1,0 +1,309 @@
+"""Every request, kept in SQLite: what was asked, what came back so far, how it ended.
+
+    >>> history = History("/tmp/history.sqlite3")          # doctest: +SKIP
+    >>> await history.open()       # marks rows a killed server left queued/running `interrupted`
+    >>> history.record_changed(record)                     # from the record's on_change
+    >>> await history.recent(user="ada", limit=20)
+    [{'id': …, 'status': 'done', 'text': 'Once upon a time …', …}]
+    >>> await history.close()
+
+One writer thread owns the one connection and is fed by a queue: the event loop only puts
+a snapshot (a tuple) on it and never waits for the disk. The thread takes everything that
+piled up, keeps only the newest update of each request, and writes it in one transaction.
+Reads are jobs on the same queue, so a read sees every write put before it. WAL mode with
+`synchronous=NORMAL`: a committed batch survives the process being killed (`kill -9`).
+
+A running request's text so far is saved at every state change and, while it streams, at
+most every `flush_s` (0.5 s) — never per token.
+
+`History("")` keeps nothing; `History(":memory:")` keeps this run only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from ..protocol import Cancelled, Done, ErrorEvent, HistoryStatus, Status
+from .records import Record
+
+__all__ = ["History"]
+
+log = logging.getLogger("tlc.history")
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    model TEXT NOT NULL,
+    messages TEXT NOT NULL,          -- JSON, as sent upstream
+    params TEXT NOT NULL,            -- JSON: temperature, max_tokens …
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL,           -- Unix time
+    status TEXT NOT NULL,            -- protocol.HistoryStatus
+    outcome TEXT,                    -- error code, finish_reason, who cancelled, interrupted
+    message TEXT,                    -- the error's sentence
+    text TEXT NOT NULL,
+    reasoning TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    upstream TEXT,
+    waited_s REAL, ttft_s REAL, total_s REAL, tokens_per_s REAL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user, created);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created);
+"""
+_UPDATE_FIELDS = (
+    "status outcome message text reasoning tokens upstream waited_s ttft_s total_s "
+    "tokens_per_s updated"
+).split()
+_INSERT = (
+    "INSERT OR IGNORE INTO requests (id, user, model, messages, params, priority, created, "
+    + ", ".join(_UPDATE_FIELDS)
+    + ") VALUES ("
+    + ", ".join("?" * (7 + len(_UPDATE_FIELDS)))
+    + ")"
+)
+_UPDATE = "UPDATE requests SET " + ", ".join(f"{f} = ?" for f in _UPDATE_FIELDS) + " WHERE id = ?"
+_INTERRUPTED = (
+    "The queue server stopped while this request was queued or running; the text so far is kept."
+)
+_BATCH = 512  #: most queue items handled per transaction
+_STOP = object()
+
+
+class History:
+    def __init__(self, path: str, flush_s: float = 0.5) -> None:
+        special = path in ("", ":memory:")
+        self.path = path if special else str(Path(path).expanduser())
+        self.enabled = path != ""
+        self.flush_s = flush_s
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._running: dict[str, tuple[Record, int]] = {}  # id -> (record, tokens saved)
+        self.interrupted = 0  #: rows `open()` found left queued/running by a stopped server
+
+    # ------------------------------------------------------------------ life
+
+    async def open(self) -> None:
+        """Start the writer thread; mark what a stopped server left behind `interrupted`."""
+        if not self.enabled:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        ready: Future[int] = Future()
+        self._thread = threading.Thread(
+            target=self._write_forever, args=(ready,), name="tlc-history", daemon=True
+        )
+        self._thread.start()
+        try:
+            self.interrupted = await asyncio.wrap_future(ready)
+        except (OSError, sqlite3.Error) as exc:
+            self._thread = None
+            raise RuntimeError(
+                f"history: cannot open {self.path!r} ({exc}); set TLC_HISTORY_PATH to a "
+                "writable file, or to an empty value to keep no history"
+            ) from exc
+        if self.interrupted:
+            log.warning("history: %d requests were cut off by a stop; marked interrupted",
+                        self.interrupted)  # fmt: skip
+
+    async def close(self) -> None:
+        """Write what is pending, then stop the thread."""
+        if self._thread is None:
+            return
+        self._jobs.put(_STOP)
+        await anyio.to_thread.run_sync(self._thread.join)
+        self._thread = None
+
+    # ------------------------------------------------------------------ writing (event loop)
+
+    def record_changed(self, record: Record) -> None:
+        """Save the record's state now (called on every status change)."""
+        if self._thread is None:
+            return
+        if record.status is Status.QUEUED:  # its first change: the row is born
+            row = (record.id, record.user, record.model, record.messages, record.params)
+            self._jobs.put(("insert", (*row, record.priority, record.created_wall)))
+        self._jobs.put(("update", _snapshot(record)))
+        if record.status is Status.RUNNING:
+            self._running[record.id] = (record, record.tokens)
+        elif record.status.terminal:
+            self._running.pop(record.id, None)
+
+    def flush_running(self) -> int:
+        """Save the text so far of every running request that got tokens since its last save."""
+        saved = 0
+        for request_id, (record, tokens) in list(self._running.items()):
+            if record.tokens != tokens and not record.status.terminal:
+                self._running[request_id] = (record, record.tokens)
+                self._jobs.put(("update", _snapshot(record)))
+                saved += 1
+        return saved
+
+    async def flush_forever(self) -> None:
+        while self.enabled:
+            await anyio.sleep(self.flush_s)
+            self.flush_running()
+
+    # ------------------------------------------------------------------ reading
+
+    async def recent(self, user: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` requests, of `user` (None: of everyone), newest first."""
+        where, args = ("WHERE user = ?", (user,)) if user is not None else ("", ())
+        sql = f"SELECT * FROM requests {where} ORDER BY created DESC LIMIT ?"
+        return await self._select(sql, (*args, limit))
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        rows = await self._select("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return rows[0] if rows else None
+
+    async def _select(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        if self._thread is None:
+            return []
+
+        def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            db.row_factory = sqlite3.Row
+            return [_as_json(row) for row in db.execute(sql, args)]
+
+        return await self._call(select)
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        future: Future[T] = Future()
+        self._jobs.put((fn, future))
+        return await asyncio.wrap_future(future)
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _write_forever(self, ready: Future[int]) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process
+            db.executescript(_SCHEMA)
+            ready.set_result(_mark_interrupted(db))
+        except Exception as exc:
+            ready.set_exception(exc)
+            return
+        try:
+            while not self._handle(db, self._take()):
+                pass
+        finally:
+            db.close()
+
+    def _take(self) -> list[Any]:
+        batch = [self._jobs.get()]
+        while len(batch) < _BATCH:
+            try:
+                batch.append(self._jobs.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _handle(self, db: sqlite3.Connection, batch: list[Any]) -> bool:
+        """Run one batch; True once told to stop."""
+        inserts: list[tuple[Any, ...]] = []
+        updates: dict[str, tuple[Any, ...]] = {}  # only the newest state of each request
+        for job in batch:
+            if job is _STOP or callable(job[0]):
+                _write(db, inserts, updates)
+                inserts, updates = [], {}
+                if job is _STOP:
+                    return True
+                fn, future = job
+                try:
+                    future.set_result(fn(db))
+                except Exception as exc:  # the caller gets it, the thread lives on
+                    future.set_exception(exc)
+            elif job[0] == "insert":
+                inserts.append(job[1])
+            else:
+                updates[job[1][-1]] = job[1]
+        _write(db, inserts, updates)
+        return False
+
+
+def _write(
+    db: sqlite3.Connection, inserts: list[tuple[Any, ...]], updates: dict[str, tuple[Any, ...]]
+) -> None:
+    if not inserts and not updates:
+        return
+    rows = [
+        (rid, user, model, json.dumps(messages), json.dumps(params), priority, created)
+        for rid, user, model, messages, params, priority, created in inserts
+    ]
+    try:
+        db.execute("BEGIN")
+        # An insert carries the queued state; the updates after it carry the newest one.
+        placeholder = ("queued", None, None, "", "", 0, None, None, None, None, None, time.time())
+        db.executemany(_INSERT, [(*row, *placeholder) for row in rows])
+        db.executemany(_UPDATE, updates.values())
+        db.execute("COMMIT")
+    except Exception:  # a full disk, a text SQLite cannot take: log it, keep the thread alive
+        log.exception("history: could not save %d requests", len(rows) + len(updates))
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def _snapshot(record: Record) -> tuple[Any, ...]:
+    """The record's changing fields, in `_UPDATE` order (read on the event loop: no races)."""
+    outcome, message = None, None
+    if isinstance(record.outcome, Done):
+        outcome = record.outcome.finish_reason
+    elif isinstance(record.outcome, ErrorEvent):
+        outcome, message = record.outcome.code, record.outcome.message
+    elif isinstance(record.outcome, Cancelled):
+        outcome = record.outcome.by
+    t = record.timings()
+    return (
+        record.status.value,
+        outcome,
+        message,
+        record.text,
+        "".join(record.reasoning),
+        record.tokens,
+        record.upstream,
+        t["waited_s"],
+        t["ttft_s"],
+        t["total_s"],
+        t["tokens_per_s"],
+        time.time(),
+        record.id,
+    )
+
+
+def _mark_interrupted(db: sqlite3.Connection) -> int:
+    cursor = db.execute(
+        "UPDATE requests SET status = ?, outcome = ?, message = ?, updated = ? "
+        "WHERE status IN (?, ?)",
+        (
+            HistoryStatus.INTERRUPTED.value,
+            HistoryStatus.INTERRUPTED.value,
+            _INTERRUPTED,
+            time.time(),
+            HistoryStatus.QUEUED.value,
+            HistoryStatus.RUNNING.value,
+        ),
+    )
+    return cursor.rowcount
+
+
+def _as_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A row as the API answers it: JSON fields parsed, timings grouped like the live view."""
+    item = dict(row)
+    item["messages"] = json.loads(item["messages"])
+    item["params"] = json.loads(item["params"])
+    item["timings"] = {k: item.pop(k) for k in ("waited_s", "ttft_s", "total_s", "tokens_per_s")}
+    return item

@@ -1,0 +1,88 @@
+"""Places in line: computed for everyone at once, published only where they changed.
+
+    >>> positions = Positions(scheduler, store, dispatcher, stats, 0.25, notify)  # doctest: +SKIP
+    >>> positions.mark_dirty()          # something moved; the publisher task wakes up
+
+Positions are computed once per queue change, for everyone at once (O(n log users)), and a
+`queued` event is appended only to records whose position, queue length or ETA moved. The
+publisher does this at most once per `interval_s`, so a thousand waiting clients cost
+O(waiting) per interval however fast the queue moves; the latest positions are always
+delivered, because a change during the pause marks the queue dirty again. A position is
+counted among the requests for the same model: a request for an idle model is next in line
+even behind a long queue for another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+from ..protocol import Queued, Status
+from .dispatcher import Dispatcher
+from .records import Record, RecordStore
+from .scheduler import FairScheduler
+from .stats import Stats
+
+__all__ = ["Positions"]
+
+
+class Positions:
+    def __init__(
+        self,
+        scheduler: FairScheduler,
+        store: RecordStore,
+        dispatcher: Dispatcher,
+        stats: Stats,
+        interval_s: float,
+        on_change: Callable[[], None],
+    ) -> None:
+        self._scheduler = scheduler
+        self._store = store
+        self._dispatcher = dispatcher
+        self._stats = stats
+        self._interval_s = interval_s
+        self._on_change = on_change
+        self._dirty = anyio.Event()
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+        self._on_change()
+
+    def of(self, record: Record) -> Queued:
+        """The place of one waiting record (stops simulating once it is found)."""
+        same_model = (e for e in self._scheduler.order() if e.model == record.model)
+        for position, entry in enumerate(same_model, start=1):
+            if entry.id == record.id:
+                return self._queued(record.model, position)
+        raise KeyError(record.id)
+
+    def publish(self) -> int:
+        """Append a `queued` event to every waiting record whose figures changed."""
+        sent = 0
+        per_model: dict[str, int] = {}
+        for entry in self._scheduler.order():
+            position = per_model[entry.model] = per_model.get(entry.model, 0) + 1
+            record = self._store.get(entry.id)
+            if record is None or record.status is not Status.QUEUED:
+                continue
+            queued = self._queued(entry.model, position)
+            if queued != record.last_queued:
+                record.emit(queued)
+                sent += 1
+        return sent
+
+    async def run(self) -> None:
+        """The publisher task: wake on a change, publish, then rest for one interval."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            self.publish()
+            self._stats.queue_length.set(len(self._scheduler))
+            self._stats.running.set(self._dispatcher.running)
+            await anyio.sleep(self._interval_s)
+
+    def _queued(self, model: str, position: int) -> Queued:
+        slots = self._dispatcher.slots_for(model)
+        eta = self._stats.eta_s(model, position, slots)
+        return Queued(position=position, waiting=len(self._scheduler), eta_s=eta)

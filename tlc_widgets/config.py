@@ -70,9 +70,11 @@ class Settings(BaseSettings):
     queue_timeout_s: float = Field(900, gt=0, description="Longest wait in the queue.")
     connect_timeout_s: float = Field(5, gt=0, description="Time to reach an upstream.")
     first_token_timeout_s: float = Field(300, gt=0, description="Longest wait for a first token.")
-    stall_timeout_s: float = Field(60, gt=0, description="Longest silence between two tokens.")
+    stall_timeout_s: float = Field(
+        60, gt=0, description="Longest silence between two tokens (caught after half to all of it)."
+    )
     position_interval_s: float = Field(
-        0.25, ge=0, description="Position updates per request at most once per this many seconds."
+        0.2, ge=0, description="Position updates per request at most once per this many seconds."
     )
     disconnect_grace_s: float = Field(
         10, ge=0, description="A request whose every listener left is cancelled after this."

@@ -276,6 +276,8 @@ def event_name(event: Event) -> EventName:
 
 def event_data(event: Event) -> dict[str, Any]:
     """The JSON object sent as an event's `data:` (a delta carries only the field it has)."""
+    if isinstance(event, Queued):  # the most frequent event: no asdict() reflection
+        return {"position": event.position, "waiting": event.waiting, "eta_s": event.eta_s}
     if isinstance(event, Delta):
         return (
             {"content": event.content}

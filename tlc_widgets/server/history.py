@@ -7,9 +7,10 @@
     [{'id': …, 'status': 'done', 'text': 'Once upon a time …', …}]
     >>> await history.close()
 
-One writer thread owns the one connection and is fed by a queue: the event loop only puts
-a snapshot (a tuple) on it and never waits for the disk. The thread takes everything that
-piled up, keeps only the newest update of each request, and writes it in one transaction.
+One writer thread owns the one connection and is fed by a queue: the event loop never waits
+for the disk. Changes are gathered on the loop for `COALESCE_S` (50 ms) and handed over as
+one job, which the thread writes in one transaction, keeping only the newest state of each
+request — one transaction per batch of requests, not three or more per request.
 Reads are jobs on the same queue, so a read sees every write put before it. WAL mode with
 `synchronous=NORMAL`: a committed batch survives the process being killed (`kill -9`).
 
@@ -81,6 +82,7 @@ _INTERRUPTED = (
     "The queue server stopped while this request was queued or running; the text so far is kept."
 )
 _BATCH = 512  #: most queue items handled per transaction
+COALESCE_S = 0.05  #: changes gathered this long on the loop before one hand-over
 _STOP = object()
 
 
@@ -93,6 +95,9 @@ class History:
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._running: dict[str, tuple[Record, int]] = {}  # id -> (record, tokens saved)
+        self._new: dict[str, Record] = {}  # born since the last hand-over: rows to insert
+        self._changed: dict[str, Record] = {}  # changed since the last hand-over
+        self._handover: asyncio.TimerHandle | None = None
         self.interrupted = 0  #: rows `open()` found left queued/running by a stopped server
 
     # ------------------------------------------------------------------ life
@@ -124,6 +129,9 @@ class History:
         """Write what is pending, then stop the thread."""
         if self._thread is None:
             return
+        if self._handover is not None:
+            self._handover.cancel()
+        self._hand_over()
         self._jobs.put(_STOP)
         await anyio.to_thread.run_sync(self._thread.join)
         self._thread = None
@@ -135,13 +143,26 @@ class History:
         if self._thread is None:
             return
         if record.status is Status.QUEUED:  # its first change: the row is born
-            row = (record.id, record.user, record.model, record.messages, record.params)
-            self._jobs.put(("insert", (*row, record.priority, record.created_wall)))
-        self._jobs.put(("update", _snapshot(record)))
+            self._new[record.id] = record
+        self._changed[record.id] = record
         if record.status is Status.RUNNING:
             self._running[record.id] = (record, record.tokens)
         elif record.status.terminal:
             self._running.pop(record.id, None)
+        if self._handover is None:
+            self._handover = asyncio.get_running_loop().call_later(COALESCE_S, self._hand_over)
+
+    def _hand_over(self) -> None:
+        """Give the writer thread the newest state of everything that changed, as one job."""
+        self._handover = None
+        inserts = [
+            (r.id, r.user, r.model, r.messages, r.params, r.priority, r.created_wall)
+            for r in self._new.values()
+        ]
+        updates = [_snapshot(r) for r in self._changed.values()]
+        self._new, self._changed = {}, {}
+        if inserts or updates:
+            self._jobs.put(("many", inserts, updates))
 
     def flush_running(self) -> int:
         """Save the text so far of every running request that got tokens since its last save."""
@@ -149,8 +170,10 @@ class History:
         for request_id, (record, tokens) in list(self._running.items()):
             if record.tokens != tokens and not record.status.terminal:
                 self._running[request_id] = (record, record.tokens)
-                self._jobs.put(("update", _snapshot(record)))
+                self._changed[request_id] = record
                 saved += 1
+        if saved and self._handover is None:
+            self._hand_over()
         return saved
 
     async def flush_forever(self) -> None:
@@ -181,6 +204,10 @@ class History:
         return await self._call(select)
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Hand over what is still gathering first: a read sees every change made before it.
+        if self._handover is not None:
+            self._handover.cancel()
+            self._hand_over()
         future: Future[T] = Future()
         self._jobs.put((fn, future))
         return await asyncio.wrap_future(future)
@@ -227,10 +254,9 @@ class History:
                     future.set_result(fn(db))
                 except Exception as exc:  # the caller gets it, the thread lives on
                     future.set_exception(exc)
-            elif job[0] == "insert":
-                inserts.append(job[1])
-            else:
-                updates[job[1][-1]] = job[1]
+            else:  # ("many", inserts, updates): one hand-over from the loop
+                inserts.extend(job[1])
+                updates.update((update[-1], update) for update in job[2])
         _write(db, inserts, updates)
         return False
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 
 from ..protocol import Queued, Status
 from .dispatcher import Dispatcher
@@ -57,30 +58,35 @@ class Positions:
                 return self._queued(record.model, position)
         raise KeyError(record.id)
 
-    def publish(self) -> int:
-        """Append a `queued` event to every waiting record whose figures changed."""
+    async def run(self) -> None:
+        """The publisher task: wake on a change, publish, then rest out the interval."""
+        while True:
+            await self._dirty.wait()
+            self._dirty = anyio.Event()
+            started = anyio.current_time()
+            await self.publish_in_slices()
+            self._stats.queue_length.set(len(self._scheduler))
+            self._stats.running.set(self._dispatcher.running)
+            # The interval runs from the start of a publish, so positions stay fresh.
+            await anyio.sleep(max(0.0, started + self._interval_s - anyio.current_time()))
+
+    async def publish_in_slices(self, size: int = 64) -> int:
+        """`publish`, yielding to the loop every `size` events: each event wakes a client's
+        writer, and a slot freed meanwhile must not wait behind a thousand of them."""
         sent = 0
         per_model: dict[str, int] = {}
-        for entry in self._scheduler.order():
+        for entry in list(self._scheduler.order()):
             position = per_model[entry.model] = per_model.get(entry.model, 0) + 1
             record = self._store.get(entry.id)
             if record is None or record.status is not Status.QUEUED:
-                continue
+                continue  # started or ended since the order was taken
             queued = self._queued(entry.model, position)
             if queued != record.last_queued:
                 record.emit(queued)
                 sent += 1
+                if sent % size == 0:
+                    await anyio.lowlevel.checkpoint()
         return sent
-
-    async def run(self) -> None:
-        """The publisher task: wake on a change, publish, then rest for one interval."""
-        while True:
-            await self._dirty.wait()
-            self._dirty = anyio.Event()
-            self.publish()
-            self._stats.queue_length.set(len(self._scheduler))
-            self._stats.running.set(self._dispatcher.running)
-            await anyio.sleep(self._interval_s)
 
     def _queued(self, model: str, position: int) -> Queued:
         slots = self._dispatcher.slots_for(model)

@@ -163,6 +163,8 @@ class Upstream:
         finish_reason: str | None = None
         usage: dict[str, int] | None = None
         stall = self.timeouts.stall_s
+        refresh_below = stall / 2
+        first = True
         # `async with` closes the connection however we leave: done, error, or cancelled.
         async with self.client.stream("POST", url, json=body) as resp:
             if resp.status_code != 200:
@@ -172,9 +174,18 @@ class Upstream:
                     continue  # blank separators, `: comments`, `event:` lines
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    break
+                    # Read on to the end of the body instead of leaving the loop: a response
+                    # read to its end returns its connection to the pool for the next
+                    # request; one left half-read is closed (a new TCP connect each time).
+                    continue
                 chunk = json.loads(data)
-                scope.deadline = anyio.current_time() + stall
+                # The stall clock: re-armed at the first chunk, then only once less than half
+                # of it is left (re-arming a timer per token costs more than the token), so a
+                # stall is caught after between stall_s / 2 and stall_s of silence.
+                now = anyio.current_time()
+                if first or scope.deadline - now < refresh_below:
+                    scope.deadline = now + stall
+                    first = False
                 if "error" in chunk:
                     raise UpstreamFailure(ErrorCode.UPSTREAM_ERROR, _message(chunk))
                 if chunk.get("usage"):

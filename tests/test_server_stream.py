@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import httpx
 import openai
@@ -119,3 +121,29 @@ async def test_ten_concurrent_openai_callers_all_get_their_reply(
         async with httpx.AsyncClient(base_url=queue.url) as http:
             snapshot = (await http.get("/api/queue")).json()
         assert snapshot["served"] == 10 and snapshot["waiting"] == 0
+
+
+async def test_idle_streams_get_keep_alive_pings_on_both_doors() -> None:
+    from tests.conftest import hold_slot, practice_server, queue_server
+
+    with practice_server(parallel=1) as practice:
+        with queue_server(practice.url + "/v1", ping_interval_s=0.05) as queue:
+            async with httpx.AsyncClient(base_url=queue.url) as client:
+                holder = await hold_slot(client, practice.url)  # everything else waits
+                waiting = (await client.post("/api/requests", json={"prompt": "x"})).json()
+                url = f"/api/requests/{waiting['id']}/events"
+                async with client.stream("GET", url) as r:
+                    lines = [line async for line in _until_ping(r.aiter_lines())]
+                assert lines[0] == "event: queued"  # the event log first, then pings
+                body = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+                async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+                    lines = [line async for line in _until_ping(r.aiter_lines())]
+                assert lines[0].startswith(": queued position=")
+                await client.delete(f"/api/requests/{holder}")
+
+
+async def _until_ping(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    async for line in lines:
+        yield line
+        if line == ": ping":
+            return

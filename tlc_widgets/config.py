@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     position_interval_s: float = Field(
         0.2, ge=0, description="Position updates per request at most once per this many seconds."
     )
+    ping_interval_s: float = Field(
+        15, gt=0, description="An idle event stream gets a `: ping` comment this often."
+    )
     disconnect_grace_s: float = Field(
         10, ge=0, description="A request whose every listener left is cancelled after this."
     )

@@ -126,10 +126,9 @@ async def _chunks(queue: QueueService, record: Record, include_usage: bool) -> A
             if out:
                 yield b"".join(out)
             seen_frames = record.last_id
-            with anyio.move_on_after(15):
-                await record.wait_beyond(seen_frames)
-                continue
-            yield b": ping\n\n"
+            await record.changed()
+            if record.last_id == seen_frames:
+                yield b": ping\n\n"  # woken by the keep-alive nudge, nothing new
     finally:
         # The client went away (or we are shutting down): free its place or slot now.
         if not record.status.terminal:

@@ -108,6 +108,16 @@ class Record:
         while len(self.frames) <= last_id:
             await self._changed.wait()
 
+    async def changed(self) -> None:
+        """Return at the next event, or at the next `nudge()` (the keep-alive clock)."""
+        await self._changed.wait()
+
+    def nudge(self) -> None:
+        """Wake every waiter without an event: streams that find nothing new send a ping.
+        One periodic nudge for all streams is far cheaper than a timer around every wait."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def timings(self) -> dict[str, float | None]:
         end = self.finished or time.monotonic()
         waited = (self.started or end) - self.created

@@ -86,6 +86,7 @@ class QueueService:
             await service.refresh_upstreams()
             tg.start_soon(service.positions.run, name="positions")
             tg.start_soon(service._refresh_forever, name="upstream refresh")
+            tg.start_soon(service._keep_alive, name="keep-alive")
             try:
                 yield service
             finally:
@@ -121,6 +122,15 @@ class QueueService:
                 record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, urls(self.upstreams)))
         if stranded:
             self.mark_dirty()
+
+    async def _keep_alive(self) -> None:
+        """Every `ping_interval_s`, wake every live request's streams: an idle one sends a
+        `: ping` so proxies and browsers keep the connection open."""
+        while True:
+            await anyio.sleep(self.settings.ping_interval_s)
+            for record in self.store.values():
+                if not record.status.terminal:
+                    record.nudge()
 
     async def _refresh_forever(self) -> None:
         while True:

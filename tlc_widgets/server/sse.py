@@ -4,11 +4,15 @@
 
 Each record keeps its events already encoded (`records._frame`, once per event), so sending
 is "write the frames after the last id, wait for more". All frames that piled up while a
-client was busy go out in one write. We build on starlette's `StreamingResponse` rather than
-FastAPI's `EventSourceResponse`: the latter re-encodes every event through a pydantic model
-and two memory streams per client, which is the per-token, per-client work this server must
-not do (see docs/benchmarks.md). The framing is the same text/event-stream, with the same
-`: ping` keep-alive and headers.
+client was busy go out in one write. Keep-alive pings need no timer per stream (a timer
+around every wait cost ~5 µs per token per listener): the service nudges every live record
+each `ping_interval_s`, and a stream woken with nothing new sends `: ping`.
+
+We build on starlette's `StreamingResponse` rather than FastAPI's `EventSourceResponse`:
+the latter re-encodes every event through a pydantic model and two memory streams per
+client, which is the per-token, per-client work this server must not do (see
+docs/benchmarks.md). The framing is the same text/event-stream, with the same `: ping`
+keep-alive and headers.
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from starlette.responses import StreamingResponse
 from .records import Record
 from .service import QueueService
 
-__all__ = ["PING_INTERVAL_S", "record_frames", "sse_response"]
-
-PING_INTERVAL_S = 15.0
+__all__ = ["record_frames", "snapshot_frames", "sse_response"]
 
 
 def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
@@ -50,10 +52,9 @@ async def record_frames(queue: QueueService, record: Record, after: int) -> Asyn
                 continue
             if record.status.terminal:
                 return
-            with anyio.move_on_after(PING_INTERVAL_S):
-                await record.wait_beyond(sent)
-                continue
-            yield KEEPALIVE_COMMENT
+            await record.changed()
+            if len(record.frames) == sent:
+                yield KEEPALIVE_COMMENT  # woken by the service's keep-alive nudge
 
 
 async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterator[bytes]:
@@ -65,7 +66,7 @@ async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterat
         data = json.dumps(queue.snapshot(), separators=(",", ":"))
         yield f"event: queue\ndata: {data}\nid: {event_id}\n\n".encode()
         await anyio.sleep(interval_s)
-        with anyio.move_on_after(PING_INTERVAL_S) as scope:
+        with anyio.move_on_after(queue.settings.ping_interval_s) as scope:
             await changed.wait()
         if scope.cancelled_caught:
             yield KEEPALIVE_COMMENT

@@ -211,6 +211,41 @@ def test_model_switch_applies_presets_and_is_used(kernel: Kernel) -> None:
         kernel.run("p2.close()")
 
 
+def test_a_past_conversation_reloads_from_history_and_continues(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    history = str(tmp_path / "history.sqlite3")
+    with practice_server() as practice:
+        with queue_server(practice.url + "/v1", history_path=history) as queue:
+            kernel.run(
+                f"p5 = ChatPanel(url={queue.url!r})\nawait p5.load_models()\n"
+                "p5.model = 'practice-small'\n"
+                "first = await p5.send('Tell me about the Queen')\n"
+                "second = await p5.send('And the cat?')\n"
+                "before = p5.messages\np5.close()"
+            )
+        # A new server on the same history file: the conversation outlived the old one.
+        with queue_server(practice.url + "/v1", history_path=history) as queue:
+            kernel.run(
+                f"p6 = ChatPanel(url={queue.url!r})\nawait p6.load_models()\n"
+                "loaded = await p6.load()"
+            )
+            assert kernel.value("loaded == before") is True
+            assert kernel.value("p6.model") == "practice-small"
+            assert kernel.value("len(p6.transcript.turns)") == 4
+            assert "loaded a past conversation" in kernel.value("p6.status")
+            third = kernel.value("await p6.send('Go on')")
+            assert third
+            request_id = kernel.value("p6.request_id")
+            sent = httpx.get(f"{queue.url}/api/history/{request_id}").json()["messages"]
+            assert [m["content"] for m in sent if m["role"] == "user"] == [
+                "Tell me about the Queen",
+                "And the cat?",
+                "Go on",
+            ]
+            kernel.run("p6.close()")
+
+
 # ---------------------------------------------------------------------------- stopping
 
 

@@ -223,6 +223,16 @@ class QueueClient:
         """Models offered across upstreams, each with its preset."""
         return cast(list[dict[str, Any]], (await self._call("GET", "/api/models"))["models"])
 
+    async def history(self, limit: int = 20, *, user: str | None = None) -> list[dict[str, Any]]:
+        """Past requests, newest first (yours; an admin may name another `user`)."""
+        params: dict[str, Any] = {"limit": limit} | ({"user": user} if user else {})
+        answer = await self._call("GET", "/api/history", params=params)
+        return cast(list[dict[str, Any]], answer["requests"])
+
+    async def history_item(self, request_id: str) -> dict[str, Any]:
+        """One past request: its messages, the reply (so far), timings and outcome."""
+        return cast(dict[str, Any], await self._call("GET", f"/api/history/{request_id}"))
+
     async def health(self) -> dict[str, Any]:
         """`/healthz`: the server is up; the body says which upstreams answer."""
         return cast(dict[str, Any], await self._call("GET", "/healthz"))

@@ -17,6 +17,7 @@ its place in line or its slot at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Coroutine
 from contextlib import aclosing
@@ -143,6 +144,26 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         if fmt == "md":
             return self._conversation.to_markdown(system, **settings)
         raise ValueError(f"unknown export format {fmt!r}; use 'md' or 'json'")
+
+    async def load(self, request_id: str | None = None) -> list[dict[str, Any]]:
+        """Reload a past conversation from the server's history (default: your latest) and
+        carry on from it. Returns the conversation's messages."""
+        if request_id is None:
+            latest = await self.client.history(limit=1, user=self.client.user)
+            if not latest:
+                raise LookupError("no past conversation in the server's history yet")
+            request_id = latest[0]["id"]
+        row = await self.client.history_item(request_id)
+        self.new_chat()
+        self._conversation = Conversation.from_history(row)
+        with contextlib.suppress(ValueError):  # a model no longer offered: keep the current
+            self.model = row["model"]  # (picking a model applies its preset: do it first)
+        system = [m for m in row["messages"] if m.get("role") == "system"]
+        if system:
+            self.settings.system_prompt_box.value = str(system[0].get("content") or "")
+        self.transcript.turns = self._conversation.view()
+        self._show(Progress(Phase.IDLE, f"loaded a past conversation ({row['status']})"))
+        return self.messages
 
     async def load_models(self) -> list[dict[str, Any]]:
         """(Re)read the model list from the server into the picker."""

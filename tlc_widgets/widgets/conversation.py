@@ -49,6 +49,20 @@ class Conversation:
 
     turns: list[Turn] = field(default_factory=list)
 
+    @classmethod
+    def from_history(cls, row: dict[str, Any]) -> Conversation:
+        """The conversation of a history row: its messages, then the reply it got (marked
+        when it did not finish)."""
+        chat = cls()
+        for message in row["messages"]:
+            content = message.get("content")
+            text = content if isinstance(content, str) else ""
+            if message.get("role") in ("user", "assistant"):
+                chat.turns.append(Turn(message["role"], text))
+        note = "" if row.get("status") == "done" else str(row.get("outcome") or row["status"])
+        chat.add_assistant(row.get("text") or "", row.get("reasoning") or "", note)
+        return chat
+
     def add_user(self, text: str) -> None:
         self.turns.append(Turn("user", text))
 

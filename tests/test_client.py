@@ -14,7 +14,7 @@ import pytest
 from anyio.abc import SocketAttribute
 
 import tlc_widgets.client
-from tests.conftest import practice_server, queue_server
+from tests.conftest import practice_server, queue_server, wait_until
 from tlc_widgets import errors
 from tlc_widgets.client import (
     InvalidRequest,
@@ -50,13 +50,7 @@ def text_of(events: list[Event]) -> str:
     return "".join(e.content or "" for e in events if isinstance(e, Delta))
 
 
-async def poll(check: Any, what: str) -> Any:
-    """Await `check()` until it returns something truthy (bounded: the server is another thread)."""
-    for _ in range(1000):
-        if result := await check():
-            return result
-        await anyio.sleep(0.01)
-    raise AssertionError(f"never happened: {what}")
+poll = wait_until  # bounded polling of server state (the server is another thread)
 
 
 # -- the happy path ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from types import TracebackType
@@ -41,6 +41,7 @@ from .errors import (
     error_from_response,
 )
 from .protocol import TERMINAL, Cancelled, Delta, Done, ErrorEvent, Event, EventName, parse_event
+from .sse_parse import ServerSentEvent, iter_sse
 
 __all__ = [
     "DEFAULT_URL",
@@ -76,42 +77,6 @@ class Submitted:
     waiting: int
     eta_s: float | None
     model: str
-
-
-@dataclass(frozen=True)
-class ServerSentEvent:
-    event: str
-    data: str
-    id: str | None  #: the last `id:` seen so far in the stream (it carries over, per the spec)
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncGenerator[ServerSentEvent, None]:
-    """Events out of text/event-stream lines: `event:`, `data:` and `id:` fields, `:` comments
-    ignored, a blank line ends an event. A half-received event at the end is dropped.
-
-        event: done        ─►  ServerSentEvent(event="done", data="{}", id="7")
-        data: {}
-        id: 7
-        <blank line>
-    """
-    name, last_id = "", None
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield ServerSentEvent(name or "message", "\n".join(data), last_id)
-            name, data = "", []
-            continue
-        if line.startswith(":"):
-            continue  # a comment: the server's keep-alive `: ping`
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
-        elif field == "id" and "\0" not in value:
-            last_id = value
 
 
 def _default_user() -> str:

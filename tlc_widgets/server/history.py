@@ -23,12 +23,10 @@ most every `flush_s` (0.5 s) — never per token.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -36,7 +34,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..protocol import Cancelled, Done, ErrorEvent, HistoryStatus, Status
+from ..protocol import Status
+from .history_rows import SCHEMA, mark_interrupted, row_as_json, row_snapshot, write_batch
 from .records import Record
 
 __all__ = ["History"]
@@ -44,43 +43,6 @@ __all__ = ["History"]
 log = logging.getLogger("tlc.history")
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    model TEXT NOT NULL,
-    messages TEXT NOT NULL,          -- JSON, as sent upstream
-    params TEXT NOT NULL,            -- JSON: temperature, max_tokens …
-    priority INTEGER NOT NULL,
-    created REAL NOT NULL,           -- Unix time
-    status TEXT NOT NULL,            -- protocol.HistoryStatus
-    outcome TEXT,                    -- error code, finish_reason, who cancelled, interrupted
-    message TEXT,                    -- the error's sentence
-    text TEXT NOT NULL,
-    reasoning TEXT NOT NULL,
-    tokens INTEGER NOT NULL,
-    upstream TEXT,
-    waited_s REAL, ttft_s REAL, total_s REAL, tokens_per_s REAL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user, created);
-CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created);
-"""
-_UPDATE_FIELDS = (
-    "status outcome message text reasoning tokens upstream waited_s ttft_s total_s "
-    "tokens_per_s updated"
-).split()
-_INSERT = (
-    "INSERT OR IGNORE INTO requests (id, user, model, messages, params, priority, created, "
-    + ", ".join(_UPDATE_FIELDS)
-    + ") VALUES ("
-    + ", ".join("?" * (7 + len(_UPDATE_FIELDS)))
-    + ")"
-)
-_UPDATE = "UPDATE requests SET " + ", ".join(f"{f} = ?" for f in _UPDATE_FIELDS) + " WHERE id = ?"
-_INTERRUPTED = (
-    "The queue server stopped while this request was queued or running; the text so far is kept."
-)
 _BATCH = 512  #: most queue items handled per transaction
 COALESCE_S = 0.05  #: changes gathered this long on the loop before one hand-over
 _STOP = object()
@@ -159,7 +121,7 @@ class History:
             (r.id, r.user, r.model, r.messages, r.params, r.priority, r.created_wall)
             for r in self._new.values()
         ]
-        updates = [_snapshot(r) for r in self._changed.values()]
+        updates = [row_snapshot(r) for r in self._changed.values()]
         self._new, self._changed = {}, {}
         if inserts or updates:
             self._jobs.put(("many", inserts, updates))
@@ -199,7 +161,7 @@ class History:
 
         def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
             db.row_factory = sqlite3.Row
-            return [_as_json(row) for row in db.execute(sql, args)]
+            return [row_as_json(row) for row in db.execute(sql, args)]
 
         return await self._call(select)
 
@@ -219,8 +181,8 @@ class History:
             db = sqlite3.connect(self.path, isolation_level=None)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process
-            db.executescript(_SCHEMA)
-            ready.set_result(_mark_interrupted(db))
+            db.executescript(SCHEMA)
+            ready.set_result(mark_interrupted(db))
         except Exception as exc:
             ready.set_exception(exc)
             return
@@ -245,7 +207,7 @@ class History:
         updates: dict[str, tuple[Any, ...]] = {}  # only the newest state of each request
         for job in batch:
             if job is _STOP or callable(job[0]):
-                _write(db, inserts, updates)
+                write_batch(db, inserts, updates)
                 inserts, updates = [], {}
                 if job is _STOP:
                     return True
@@ -257,79 +219,5 @@ class History:
             else:  # ("many", inserts, updates): one hand-over from the loop
                 inserts.extend(job[1])
                 updates.update((update[-1], update) for update in job[2])
-        _write(db, inserts, updates)
+        write_batch(db, inserts, updates)
         return False
-
-
-def _write(
-    db: sqlite3.Connection, inserts: list[tuple[Any, ...]], updates: dict[str, tuple[Any, ...]]
-) -> None:
-    if not inserts and not updates:
-        return
-    rows = [
-        (rid, user, model, json.dumps(messages), json.dumps(params), priority, created)
-        for rid, user, model, messages, params, priority, created in inserts
-    ]
-    try:
-        db.execute("BEGIN")
-        # An insert carries the queued state; the updates after it carry the newest one.
-        placeholder = ("queued", None, None, "", "", 0, None, None, None, None, None, time.time())
-        db.executemany(_INSERT, [(*row, *placeholder) for row in rows])
-        db.executemany(_UPDATE, updates.values())
-        db.execute("COMMIT")
-    except Exception:  # a full disk, a text SQLite cannot take: log it, keep the thread alive
-        log.exception("history: could not save %d requests", len(rows) + len(updates))
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-
-
-def _snapshot(record: Record) -> tuple[Any, ...]:
-    """The record's changing fields, in `_UPDATE` order (read on the event loop: no races)."""
-    outcome, message = None, None
-    if isinstance(record.outcome, Done):
-        outcome = record.outcome.finish_reason
-    elif isinstance(record.outcome, ErrorEvent):
-        outcome, message = record.outcome.code, record.outcome.message
-    elif isinstance(record.outcome, Cancelled):
-        outcome = record.outcome.by
-    t = record.timings()
-    return (
-        record.status.value,
-        outcome,
-        message,
-        record.text,
-        "".join(record.reasoning),
-        record.tokens,
-        record.upstream,
-        t["waited_s"],
-        t["ttft_s"],
-        t["total_s"],
-        t["tokens_per_s"],
-        time.time(),
-        record.id,
-    )
-
-
-def _mark_interrupted(db: sqlite3.Connection) -> int:
-    cursor = db.execute(
-        "UPDATE requests SET status = ?, outcome = ?, message = ?, updated = ? "
-        "WHERE status IN (?, ?)",
-        (
-            HistoryStatus.INTERRUPTED.value,
-            HistoryStatus.INTERRUPTED.value,
-            _INTERRUPTED,
-            time.time(),
-            HistoryStatus.QUEUED.value,
-            HistoryStatus.RUNNING.value,
-        ),
-    )
-    return cursor.rowcount
-
-
-def _as_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A row as the API answers it: JSON fields parsed, timings grouped like the live view."""
-    item = dict(row)
-    item["messages"] = json.loads(item["messages"])
-    item["params"] = json.loads(item["params"])
-    item["timings"] = {k: item.pop(k) for k in ("waited_s", "ttft_s", "total_s", "tokens_per_s")}
-    return item

@@ -1,0 +1,135 @@
+"""The history table: what one row holds, and the SQL that writes and reads it.
+
+    >>> row_snapshot(record)[0]          # the changing fields of a record, as `_UPDATE` wants them
+    'running'
+
+Only the writer thread of `history.py` runs these against the database; `row_snapshot` runs on
+the event loop, where records change, so it reads them without races.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from ..protocol import Cancelled, Done, ErrorEvent, HistoryStatus
+from .records import Record
+
+__all__ = ["SCHEMA", "mark_interrupted", "row_as_json", "row_snapshot", "write_batch"]
+
+log = logging.getLogger("tlc.history")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    model TEXT NOT NULL,
+    messages TEXT NOT NULL,          -- JSON, as sent upstream
+    params TEXT NOT NULL,            -- JSON: temperature, max_tokens …
+    priority INTEGER NOT NULL,
+    created REAL NOT NULL,           -- Unix time
+    status TEXT NOT NULL,            -- protocol.HistoryStatus
+    outcome TEXT,                    -- error code, finish_reason, who cancelled, interrupted
+    message TEXT,                    -- the error's sentence
+    text TEXT NOT NULL,
+    reasoning TEXT NOT NULL,
+    tokens INTEGER NOT NULL,
+    upstream TEXT,
+    waited_s REAL, ttft_s REAL, total_s REAL, tokens_per_s REAL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_user ON requests (user, created);
+CREATE INDEX IF NOT EXISTS requests_by_time ON requests (created);
+"""
+_UPDATE_FIELDS = (
+    "status outcome message text reasoning tokens upstream waited_s ttft_s total_s "
+    "tokens_per_s updated"
+).split()
+_INSERT = (
+    "INSERT OR IGNORE INTO requests (id, user, model, messages, params, priority, created, "
+    + ", ".join(_UPDATE_FIELDS)
+    + ") VALUES ("
+    + ", ".join("?" * (7 + len(_UPDATE_FIELDS)))
+    + ")"
+)
+_UPDATE = "UPDATE requests SET " + ", ".join(f"{f} = ?" for f in _UPDATE_FIELDS) + " WHERE id = ?"
+_INTERRUPTED = (
+    "The queue server stopped while this request was queued or running; the text so far is kept."
+)
+
+
+def write_batch(
+    db: sqlite3.Connection, inserts: list[tuple[Any, ...]], updates: dict[str, tuple[Any, ...]]
+) -> None:
+    if not inserts and not updates:
+        return
+    rows = [
+        (rid, user, model, json.dumps(messages), json.dumps(params), priority, created)
+        for rid, user, model, messages, params, priority, created in inserts
+    ]
+    try:
+        db.execute("BEGIN")
+        # An insert carries the queued state; the updates after it carry the newest one.
+        placeholder = ("queued", None, None, "", "", 0, None, None, None, None, None, time.time())
+        db.executemany(_INSERT, [(*row, *placeholder) for row in rows])
+        db.executemany(_UPDATE, updates.values())
+        db.execute("COMMIT")
+    except Exception:  # a full disk, a text SQLite cannot take: log it, keep the thread alive
+        log.exception("history: could not save %d requests", len(rows) + len(updates))
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
+
+def row_snapshot(record: Record) -> tuple[Any, ...]:
+    """The record's changing fields, in `_UPDATE` order (read on the event loop: no races)."""
+    outcome, message = None, None
+    if isinstance(record.outcome, Done):
+        outcome = record.outcome.finish_reason
+    elif isinstance(record.outcome, ErrorEvent):
+        outcome, message = record.outcome.code, record.outcome.message
+    elif isinstance(record.outcome, Cancelled):
+        outcome = record.outcome.by
+    t = record.timings()
+    return (
+        record.status.value,
+        outcome,
+        message,
+        record.text,
+        "".join(record.reasoning),
+        record.tokens,
+        record.upstream,
+        t["waited_s"],
+        t["ttft_s"],
+        t["total_s"],
+        t["tokens_per_s"],
+        time.time(),
+        record.id,
+    )
+
+
+def mark_interrupted(db: sqlite3.Connection) -> int:
+    cursor = db.execute(
+        "UPDATE requests SET status = ?, outcome = ?, message = ?, updated = ? "
+        "WHERE status IN (?, ?)",
+        (
+            HistoryStatus.INTERRUPTED.value,
+            HistoryStatus.INTERRUPTED.value,
+            _INTERRUPTED,
+            time.time(),
+            HistoryStatus.QUEUED.value,
+            HistoryStatus.RUNNING.value,
+        ),
+    )
+    return cursor.rowcount
+
+
+def row_as_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A row as the API answers it: JSON fields parsed, timings grouped like the live view."""
+    item = dict(row)
+    item["messages"] = json.loads(item["messages"])
+    item["params"] = json.loads(item["params"])
+    item["timings"] = {k: item.pop(k) for k in ("waited_s", "ttft_s", "total_s", "tokens_per_s")}
+    return item

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from typing import Any
 
-from ..protocol import Cancelled, Done, ErrorEvent, HistoryStatus
+from ..protocol import ErrorEvent, HistoryStatus
 from .records import Record
 
 __all__ = ["SCHEMA", "mark_interrupted", "row_as_json", "row_snapshot", "write_batch"]
@@ -85,17 +85,11 @@ def write_batch(
 
 def row_snapshot(record: Record) -> tuple[Any, ...]:
     """The record's changing fields, in `_UPDATE` order (read on the event loop: no races)."""
-    outcome, message = None, None
-    if isinstance(record.outcome, Done):
-        outcome = record.outcome.finish_reason
-    elif isinstance(record.outcome, ErrorEvent):
-        outcome, message = record.outcome.code, record.outcome.message
-    elif isinstance(record.outcome, Cancelled):
-        outcome = record.outcome.by
+    message = record.outcome.message if isinstance(record.outcome, ErrorEvent) else None
     t = record.timings()
     return (
         record.status.value,
-        outcome,
+        record.outcome_code,
         message,
         record.text,
         "".join(record.reasoning),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import (
+    Cancelled,
     Delta,
     Done,
     ErrorEvent,
@@ -117,6 +118,18 @@ class Record:
         One periodic nudge for all streams is far cheaper than a timer around every wait."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    @property
+    def outcome_code(self) -> str | None:
+        """How it ended, in one word: the finish_reason, the error code, or who cancelled."""
+        match self.outcome:
+            case Done(finish_reason=reason):
+                return reason
+            case ErrorEvent(code=code):
+                return code
+            case Cancelled(by=by):
+                return by
+        return None
 
     def timings(self) -> dict[str, float | None]:
         end = self.finished or time.monotonic()

@@ -12,7 +12,6 @@ tasks for the length of the app's lifespan.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from .auth import Role
 from .dispatcher import Dispatcher, error_event
 from .history import History
 from .limits import RateLimiter, estimate_tokens
+from .logline import log_change
 from .positions import Positions
 from .records import Record, RecordStore
 from .scheduler import Entry, FairScheduler
@@ -35,8 +35,6 @@ from .stats import Stats
 from .upstream import Timeouts, Upstream
 
 __all__ = ["ApiError", "QueueService"]
-
-log = logging.getLogger("tlc.requests")
 
 
 class QueueService:
@@ -212,21 +210,7 @@ class QueueService:
         """One structured log line and a history save per state change; timers, retention
         and the user's token count on the way out."""
         self.history.record_changed(record)
-        timings = record.timings()
-        log.info(
-            "request id=%s state=%s user=%s model=%s upstream=%s waited=%s ttft=%s tokens=%d "
-            "tok_s=%s outcome=%s",
-            record.id,
-            record.status.value,
-            record.user,
-            record.model,
-            record.upstream,
-            timings["waited_s"],
-            timings["ttft_s"],
-            record.tokens,
-            timings["tokens_per_s"],
-            _outcome(record),
-        )
+        log_change(record)
         if record.status is not Status.QUEUED and record.timeout is not None:
             record.timeout.cancel()
             record.timeout = None
@@ -304,15 +288,3 @@ class QueueService:
             "mean_wait_s": self.stats.mean_wait_s(),
             "tokens_per_s": self.stats.tokens_per_s(),
         }
-
-
-def _outcome(record: Record) -> str:
-    match record.outcome:
-        case None:
-            return "-"
-        case ErrorEvent(code=code):
-            return code
-        case Cancelled(by=by):
-            return f"cancelled-by-{by}"
-        case outcome:
-            return str(getattr(outcome, "finish_reason", "done"))

@@ -23,7 +23,7 @@ from ..protocol import Queued, Status
 from .dispatcher import Dispatcher
 from .records import Record, RecordStore
 from .scheduler import FairScheduler
-from .stats import Stats
+from .stats import Stats, eta_from
 
 __all__ = ["Positions"]
 
@@ -71,16 +71,26 @@ class Positions:
             await anyio.sleep(max(0.0, started + self._interval_s - anyio.current_time()))
 
     async def publish_in_slices(self, size: int = 64) -> int:
-        """`publish`, yielding to the loop every `size` events: each event wakes a client's
-        writer, and a slot freed meanwhile must not wait behind a thousand of them."""
+        """Append a `queued` event to every waiting record whose figures changed, yielding
+        to the loop every `size` events: each event wakes a client's writer, and a slot
+        freed meanwhile must not wait behind a thousand of them."""
         sent = 0
         per_model: dict[str, int] = {}
+        waiting = len(self._scheduler)
+        # Slots and mean service time per model, once per publish, not once per client.
+        figures: dict[str, tuple[int, float | None]] = {}
         for entry in list(self._scheduler.order()):
             position = per_model[entry.model] = per_model.get(entry.model, 0) + 1
             record = self._store.get(entry.id)
             if record is None or record.status is not Status.QUEUED:
                 continue  # started or ended since the order was taken
-            queued = self._queued(entry.model, position)
+            if entry.model not in figures:
+                figures[entry.model] = (
+                    self._dispatcher.slots_for(entry.model),
+                    self._stats.mean_service_s(entry.model),
+                )
+            slots, mean = figures[entry.model]
+            queued = Queued(position, waiting, eta_from(mean, position, slots))
             if queued != record.last_queued:
                 record.emit(queued)
                 sent += 1

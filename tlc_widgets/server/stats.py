@@ -90,7 +90,11 @@ class Stats:
         return round(sum(self._waits) / len(self._waits), 3) if self._waits else None
 
     def eta_s(self, model: str, position: int, slots: int) -> float | None:
-        mean = self.mean_service_s(model)
-        if mean is None:
-            return None
-        return round(mean * math.ceil(position / max(slots, 1)), 1)
+        return eta_from(self.mean_service_s(model), position, slots)
+
+
+def eta_from(mean_service_s: float | None, position: int, slots: int) -> float | None:
+    """The ETA formula of the module docstring, for a mean already computed."""
+    if mean_service_s is None:
+        return None
+    return round(mean_service_s * math.ceil(position / max(slots, 1)), 1)

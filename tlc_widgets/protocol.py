@@ -24,8 +24,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ACCEPTED",
     "ERRORS",
     "TERMINAL",
+    "Accepted",
     "Cancelled",
     "Delta",
     "Done",
@@ -258,6 +260,27 @@ class Cancelled:
 
 
 Event = Queued | Started | Delta | Done | ErrorEvent | Cancelled
+
+#: The first event of `POST /api/requests` answered as a stream (`Accept: text/event-stream`):
+#: the acceptance itself, before the request's own events. It has no `id:` (it is not part
+#: of the request's event log, so `Last-Event-ID` counts the same in both forms).
+ACCEPTED = "accepted"
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What `POST /api/requests` answers: the id and the place the request took in line.
+
+    >>> Accepted(id="r1", position=2, waiting=3, eta_s=None, model="m", user="ada").position
+    2
+    """
+
+    id: str
+    position: int
+    waiting: int
+    eta_s: float | None
+    model: str
+    user: str
 
 _CLASSES: dict[EventName, type[Event]] = {
     EventName.QUEUED: Queued,

@@ -1,0 +1,36 @@
+"""What a route needs, as FastAPI dependencies: the queue service and who is asking.
+
+    >>> from fastapi import Depends
+    >>> def route(service: QueueService = Depends(service_of)) -> None: ...
+
+The service lives on `app.state` for the length of the app's lifespan; this is the one place
+that reads it, so no route casts `app.state` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .auth import Identity, identity_of
+from .service import QueueService
+
+__all__ = ["Caller", "Service", "caller_of", "service_of"]
+
+
+def service_of(request: Request) -> QueueService:
+    """The running queue service of the app that received `request`."""
+    service = request.app.state.queue
+    assert isinstance(service, QueueService), "the app's lifespan has not started"
+    return service
+
+
+def caller_of(request: Request) -> Identity:
+    """Who sent `request` (the identity middleware decided it)."""
+    return identity_of(request)
+
+
+#: Annotated forms, so a route reads `service: Service, caller: Caller`.
+Service = Annotated[QueueService, Depends(service_of)]
+Caller = Annotated[Identity, Depends(caller_of)]

@@ -1,98 +1,58 @@
 """The dispatcher: the only owner of running work and of the upstreams' slots.
 
-    >>> dispatcher = Dispatcher(upstreams, scheduler, stats, task_group)   # doctest: +SKIP
-    >>> dispatcher.fill()      # start every waiting request that has a free slot, now
+    >>> dispatcher = Dispatcher(catalog, scheduler, store, stats, tg, on_change)  # doctest: +SKIP
+    >>> dispatcher.fill()  # start every waiting request that has a free slot  # doctest: +SKIP
 
 There is no dispatch loop to wake and nothing polls. `fill()` is a plain function, called
 when a request arrives and in the `finally` of every finished stream, so a freed slot is
 refilled in the same event-loop step that freed it.
 
-A slot is a place in a pool. An upstream that reports `parallel` per model gets a pool per
-model (LM Studio 0.4+); one that does not gets a single pool of `--slots` for everything.
+Which pool has a free slot for a model is the catalog's to say (`catalog.py`); the
+dispatcher only takes a slot, runs the stream, and gives the slot back.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ..protocol import ERRORS, Cancelled, Done, ErrorCode, ErrorEvent
+from .catalog import Catalog, Pool
 from .records import Record, RecordStore
 from .scheduler import FairScheduler
 from .stats import Stats
-from .upstream import Upstream, UpstreamFailure
+from .upstream import UpstreamFailure
 
-__all__ = ["Dispatcher", "Pool"]
+__all__ = ["Dispatcher", "error_event"]
 
 log = logging.getLogger("tlc.dispatcher")
-
-
-@dataclass(slots=True)
-class Pool:
-    upstream: Upstream
-    model: str | None  #: None: the whole upstream shares this pool
-    capacity: int
-    busy: int = 0
-
-    @property
-    def free(self) -> bool:
-        return self.busy < self.capacity
 
 
 class Dispatcher:
     def __init__(
         self,
-        upstreams: list[Upstream],
+        catalog: Catalog,
         scheduler: FairScheduler,
         store: RecordStore,
         stats: Stats,
         task_group: TaskGroup,
         on_queue_change: Callable[[], None],
     ) -> None:
-        self.upstreams = upstreams
+        self.catalog = catalog
         self.scheduler = scheduler
         self.store = store
         self.stats = stats
         self._tg = task_group
         self._on_queue_change = on_queue_change
-        self._pools: dict[tuple[str, str | None], Pool] = {}
         self._scopes: dict[str, anyio.CancelScope] = {}  # request id -> its running stream
         self.closing = False  #: set at shutdown: start nothing new
         self.paused = False  #: an admin paused the queue: accept requests, start none
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
-
-    # ------------------------------------------------------------------ slots
-
-    def pool_for(self, upstream: Upstream, model: str) -> Pool:
-        key = (upstream.base_url, model if upstream.per_model_slots else None)
-        pool = self._pools.get(key)
-        capacity = upstream.slots_for(model)
-        if pool is None:
-            pool = self._pools[key] = Pool(upstream, key[1], capacity)
-        pool.capacity = capacity  # follows the upstream when its reported `parallel` changes
-        return pool
-
-    def pools(self) -> list[Pool]:
-        return list(self._pools.values())
-
-    def slots_for(self, model: str) -> int:
-        return sum(u.slots_for(model) for u in self.upstreams if model in u.models) or 1
-
-    def free_pool(self, model: str) -> Pool | None:
-        """The least busy pool with a free slot on an upstream that has `model`."""
-        best: Pool | None = None
-        for upstream in self.upstreams:
-            if upstream.reachable and model in upstream.models:
-                pool = self.pool_for(upstream, model)
-                if pool.free and (best is None or pool.busy < best.busy):
-                    best = pool
-        return best
 
     @property
     def running(self) -> int:
@@ -103,14 +63,15 @@ class Dispatcher:
     def fill(self) -> None:
         """Start waiting requests while some have a free slot. Cheap when nothing fits."""
         started = False
+        free_pool = self.catalog.free_pool
         while len(self.scheduler) and not self.closing and not self.paused:
-            entry = self.scheduler.pop_next(lambda model: self.free_pool(model) is not None)
+            entry = self.scheduler.pop_next(lambda model: free_pool(model) is not None)
             if entry is None:
                 break
             record = self.store.get(entry.id)
             if record is None or record.status.terminal:
                 continue
-            pool = self.free_pool(entry.model)
+            pool = free_pool(entry.model)
             assert pool is not None  # pop_next only returns what a free pool accepts
             pool.busy += 1
             self.dispatched += 1
@@ -127,10 +88,6 @@ class Dispatcher:
         """Close a running request's upstream stream now (its record has already ended)."""
         scope = self._scopes.get(record.id)
         if scope is not None:
-            scope.cancel()
-
-    def cancel_all(self) -> None:
-        for scope in self._scopes.values():
             scope.cancel()
 
     async def _run(self, record: Record, pool: Pool) -> None:

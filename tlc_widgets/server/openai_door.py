@@ -28,7 +28,7 @@ from .api_error import ApiError
 from .auth import identity_of
 from .records import Record
 from .service import QueueService
-from .sse import sse_response
+from .streams import sse_response
 
 __all__ = ["router"]
 
@@ -53,11 +53,22 @@ class ChatCompletionBody(BaseModel):
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
     queue: QueueService = request.app.state.queue
-    data = [{"id": m, "object": "model", "owned_by": "tlc"} for m in queue.models()]
+    data = [{"id": m, "object": "model", "owned_by": "tlc"} for m in queue.catalog.models()]
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions", response_model=None)
+_COMPLETION: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A `chat.completion` object, or (`stream: true`) its chunks as SSE.",
+        "content": {
+            "application/json": {"schema": {"type": "object", "title": "ChatCompletion"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+@router.post("/chat/completions", response_model=None, responses=_COMPLETION)
 async def chat_completions(body: ChatCompletionBody, request: Request) -> Response:
     queue: QueueService = request.app.state.queue
     try:

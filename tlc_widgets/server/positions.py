@@ -1,6 +1,6 @@
 """Places in line: computed for everyone at once, published only where they changed.
 
-    >>> positions = Positions(scheduler, store, dispatcher, stats, 0.25, notify)  # doctest: +SKIP
+    >>> positions = Positions(scheduler, store, catalog, stats, 0.25, notify)  # doctest: +SKIP
     >>> positions.mark_dirty()          # something moved; the publisher task wakes up
 
 Positions are computed once per queue change, for everyone at once (O(n log users)), and a
@@ -20,7 +20,7 @@ import anyio
 import anyio.lowlevel
 
 from ..protocol import Queued, Status
-from .dispatcher import Dispatcher
+from .catalog import Catalog
 from .records import Record, RecordStore
 from .scheduler import FairScheduler
 from .stats import Stats, eta_from
@@ -33,14 +33,14 @@ class Positions:
         self,
         scheduler: FairScheduler,
         store: RecordStore,
-        dispatcher: Dispatcher,
+        catalog: Catalog,
         stats: Stats,
         interval_s: float,
         on_change: Callable[[], None],
     ) -> None:
         self._scheduler = scheduler
         self._store = store
-        self._dispatcher = dispatcher
+        self._catalog = catalog
         self._stats = stats
         self._interval_s = interval_s
         self._on_change = on_change
@@ -66,7 +66,6 @@ class Positions:
             started = anyio.current_time()
             await self.publish_in_slices()
             self._stats.queue_length.set(len(self._scheduler))
-            self._stats.running.set(self._dispatcher.running)
             # The interval runs from the start of a publish, so positions stay fresh.
             await anyio.sleep(max(0.0, started + self._interval_s - anyio.current_time()))
 
@@ -86,7 +85,7 @@ class Positions:
                 continue  # started or ended since the order was taken
             if entry.model not in figures:
                 figures[entry.model] = (
-                    self._dispatcher.slots_for(entry.model),
+                    self._catalog.slots_for(entry.model),
                     self._stats.mean_service_s(entry.model),
                 )
             slots, mean = figures[entry.model]
@@ -99,6 +98,6 @@ class Positions:
         return sent
 
     def _queued(self, model: str, position: int) -> Queued:
-        slots = self._dispatcher.slots_for(model)
+        slots = self._catalog.slots_for(model)
         eta = self._stats.eta_s(model, position, slots)
         return Queued(position=position, waiting=len(self._scheduler), eta_s=eta)

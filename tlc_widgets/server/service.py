@@ -21,9 +21,10 @@ import anyio
 
 from ..config import Settings
 from ..protocol import Cancelled, ErrorCode, ErrorEvent, RequestBody, Status
-from .admission import resolve_model, urls, validate
+from .admission import validate
 from .api_error import ApiError
 from .auth import Role
+from .catalog import Catalog
 from .dispatcher import Dispatcher, error_event
 from .history import History
 from .limits import RateLimiter, estimate_tokens
@@ -51,18 +52,20 @@ class QueueService:
         timeouts = Timeouts(
             settings.connect_timeout_s, settings.first_token_timeout_s, settings.stall_timeout_s
         )
-        self.upstreams = [
-            Upstream(url, default_slots=settings.slots, timeouts=timeouts)
-            for url in settings.upstreams
-        ]
+        urls = settings.upstreams
+        self.catalog = Catalog(
+            [Upstream(url, default_slots=settings.slots, timeouts=timeouts) for url in urls],
+            default_model=settings.default_model,
+            allowed=settings.allowed_models or (),
+        )
         self.dispatcher = Dispatcher(
-            self.upstreams, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
+            self.catalog, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
         )
         self.dispatcher.on_upstream_down = self._upstream_down
         self.positions = Positions(
             self.scheduler,
             self.store,
-            self.dispatcher,
+            self.catalog,
             self.stats,
             settings.position_interval_s,
             self._notify,
@@ -92,16 +95,13 @@ class QueueService:
                 for record in service.store.values():
                     record.finish(Cancelled(by="shutdown"))
                 tg.cancel_scope.cancel()
-        for upstream in service.upstreams:
-            await upstream.aclose()
+        await service.catalog.aclose()
         await service.history.close()  # after the shutdown cancels above, so they are saved
 
     # ------------------------------------------------------------------ upstreams
 
     async def refresh_upstreams(self) -> None:
-        async with anyio.create_task_group() as tg:
-            for upstream in self.upstreams:
-                tg.start_soon(upstream.refresh)
+        await self.catalog.refresh()
         self._fail_stranded()
         self.dispatcher.fill()
 
@@ -111,13 +111,13 @@ class QueueService:
     def _fail_stranded(self) -> None:
         """Waiting requests whose model no answering upstream offers fail now, with
         `upstream_unavailable`, instead of waiting out the queue timeout in silence."""
-        offered = set(self.models())
+        offered = set(self.catalog.models())
         stranded = [e for e in self.scheduler.order() if e.model not in offered]
         for entry in stranded:
             record = self.store.get(entry.id)
             self.scheduler.remove(entry.id)
             if record is not None:
-                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, urls(self.upstreams)))
+                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, self.catalog.tried()))
         if stranded:
             self.mark_dirty()
 
@@ -135,23 +135,17 @@ class QueueService:
             await anyio.sleep(self.settings.refresh_s)
             await self.refresh_upstreams()
 
-    def models(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for upstream in self.upstreams:
-            if upstream.reachable:
-                seen.update(dict.fromkeys(upstream.models))
-        allowed = self.settings.allowed_models
-        return [m for m in seen if m in allowed] if allowed else list(seen)
-
     # ------------------------------------------------------------------ admission
 
-    async def submit(self, body: RequestBody, user: str, role: Role = Role.ADMIN) -> Record:
-        """Accept a request into the queue, or raise `ApiError` saying why not."""
+    async def submit(self, body: RequestBody, *, user: str, role: Role) -> Record:
+        """Accept a request into the queue, or raise `ApiError` saying why not. `user` and
+        `role` come from the caller's identity; there is no default, so no caller can forget
+        them and be taken for someone else."""
         s = self.settings
         if self.draining:
             raise ApiError(ErrorCode.DRAINING)
         messages, chars = validate(body, s)
-        model = await resolve_model(self, body.model)
+        model = await self.catalog.resolve(body.model)
         if len(self.scheduler) >= s.max_queue:
             raise ApiError(ErrorCode.QUEUE_FULL, retry_after=self.retry_after(model))
         if self.scheduler.waiting_for(user) >= s.max_per_user:
@@ -262,29 +256,53 @@ class QueueService:
 
     def snapshot(self) -> dict[str, Any]:
         """What `/api/queue` answers: the whole queue in one small JSON object."""
-        upstreams = []
-        for upstream in self.upstreams:
-            pools = [p for p in self.dispatcher.pools() if p.upstream is upstream]
-            upstreams.append(
-                {
-                    "url": upstream.base_url,
-                    "reachable": upstream.reachable,
-                    "models": sorted(upstream.models),
-                    "slots": (
-                        {m: upstream.slots_for(m) for m in upstream.models}
-                        if upstream.per_model_slots
-                        else upstream.default_slots
-                    ),
-                    "busy": sum(p.busy for p in pools),
-                }
-            )
+        return {
+            **self.state(),
+            "upstreams": self.catalog.upstream_rows(),
+            "served": self.stats.served,
+            "mean_wait_s": self.stats.mean_wait_s(),
+            "tokens_per_s": self.stats.tokens_per_s(),
+        }
+
+    def state(self) -> dict[str, Any]:
+        """Paused, draining, waiting, running: what the admin verbs answer."""
         return {
             "waiting": len(self.scheduler),
             "running": self.dispatcher.running,
             "paused": self.dispatcher.paused,
             "draining": self.draining,
-            "upstreams": upstreams,
-            "served": self.stats.served,
-            "mean_wait_s": self.stats.mean_wait_s(),
-            "tokens_per_s": self.stats.tokens_per_s(),
         }
+
+    # ------------------------------------------------------------------ steering
+
+    def pause(self) -> None:
+        """Accept requests but start none until `resume`; running ones go on."""
+        self.dispatcher.paused = True
+        self.mark_dirty()
+
+    def drain(self) -> None:
+        """Accept nothing new (503 `draining`); let what waits and runs finish."""
+        self.draining = True
+        self.mark_dirty()
+
+    def resume(self) -> None:
+        """End a pause or a drain; waiting requests start at once where slots are free."""
+        self.dispatcher.paused = False
+        self.draining = False
+        self.dispatcher.fill()
+        self.mark_dirty()
+
+    def live(self) -> list[tuple[Record, int | None]]:
+        """Every live request with its place among its model's waiting ones (None while
+        running): running ones first, in the order they started, then the line."""
+        running = [r for r in self.store.values() if r.status is Status.RUNNING]
+        rows: list[tuple[Record, int | None]] = [
+            (r, None) for r in sorted(running, key=lambda r: r.dispatch_no or 0)
+        ]
+        position: dict[str, int] = {}
+        for entry in self.scheduler.order():
+            position[entry.model] = position.get(entry.model, 0) + 1
+            record = self.store.get(entry.id)
+            if record is not None and record.status is Status.QUEUED:
+                rows.append((record, position[entry.model]))
+        return rows

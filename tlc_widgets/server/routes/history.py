@@ -6,6 +6,9 @@
     GET /api/history/export?format=md         all of yours as Markdown (or format=json)
 
 Without keys there is one trusted user: no `user=` means everyone's.
+
+    >>> router.prefix
+    '/api/history'
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from ..protocol import ErrorCode
-from .api_error import ApiError
-from .auth import identity_of
-from .history import History
+from ...protocol import ErrorCode
+from ..api_error import ApiError
+from ..auth import Identity
+from ..deps import Caller, Service
+from ..schemas import HistoryItem, HistoryList
 
 __all__ = ["router"]
 
@@ -32,13 +36,16 @@ UserQuery = Annotated[
 ]
 
 
-def _history(request: Request) -> History:
-    return request.app.state.queue.history  # type: ignore[no-any-return]
+_FILE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The history as a file: JSON, or a Markdown transcript.",
+        "content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}},
+    }
+}
 
 
-def _whose(request: Request, user: str | None) -> str | None:
+def _whose(identity: Identity, user: str | None) -> str | None:
     """The user whose history to read: yourself, or (admin) whoever `user` names."""
-    identity = identity_of(request)
     if user is None or user == identity.user:
         return identity.user  # None without keys, or an admin asking for everyone
     if identity.may_see(user):
@@ -46,27 +53,29 @@ def _whose(request: Request, user: str | None) -> str | None:
     raise ApiError(ErrorCode.FORBIDDEN, "You may read only your own history.", param="user")
 
 
-@router.get("")
+@router.get("", response_model=HistoryList)
 async def history_list(
-    request: Request,
+    service: Service,
+    caller: Caller,
     user: UserQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> dict[str, Any]:
+) -> HistoryList:
     """Your newest requests first: messages, reply, reasoning, timings, outcome."""
-    history = _history(request)
-    rows = await history.recent(_whose(request, user), limit)
-    return {"enabled": history.enabled, "requests": rows}
+    history = service.history
+    rows = await history.recent(_whose(caller, user), limit)
+    return HistoryList(enabled=history.enabled, requests=[HistoryItem(**r) for r in rows])
 
 
-@router.get("/export", response_model=None)
+@router.get("/export", response_class=Response, responses=_FILE)
 async def history_export(
-    request: Request,
+    service: Service,
+    caller: Caller,
     user: UserQuery = None,
     format: Annotated[Literal["json", "md"], Query()] = "json",
 ) -> Response:
     """Every request of yours as one file: JSON, or a Markdown transcript."""
-    whose = _whose(request, user)
-    rows = await _history(request).recent(whose, -1)  # SQLite: LIMIT -1 is no limit
+    whose = _whose(caller, user)
+    rows = await service.history.recent(whose, -1)  # SQLite: LIMIT -1 is no limit
     # Only safe characters in a header: a user name may be any Unicode.
     name = f"tlc-history-{re.sub(r'[^A-Za-z0-9._-]', '_', whose or 'all')}.{format}"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -75,13 +84,13 @@ async def history_export(
     return Response(_markdown(whose, rows), media_type="text/markdown", headers=headers)
 
 
-@router.get("/{request_id}")
-async def history_item(request_id: str, request: Request) -> dict[str, Any]:
+@router.get("/{request_id}", response_model=HistoryItem)
+async def history_item(request_id: str, service: Service, caller: Caller) -> HistoryItem:
     """One past request, with everything the history keeps of it."""
-    row = await _history(request).get(request_id)
-    if row is None or not identity_of(request).may_see(row["user"]):
+    row = await service.history.get(request_id)
+    if row is None or not caller.may_see(row["user"]):
         raise ApiError(ErrorCode.NOT_FOUND)  # another's id reads as unknown: ids do not leak
-    return row
+    return HistoryItem(**row)
 
 
 def _markdown(whose: str | None, rows: list[dict[str, Any]]) -> str:

@@ -1,6 +1,7 @@
-"""Server-Sent Events out of a record's event log.
+"""Event streams out of a record's event log, and the queue's live snapshot.
 
-    >>> return sse_response(record_frames(queue, record, after=0))   # doctest: +SKIP
+    >>> sse_response(iter([b": ping\\n\\n"])).media_type
+    'text/event-stream'
 
 Each record keeps its events already encoded (`records._frame`, once per event), so sending
 is "write the frames after the last id, wait for more". All frames that piled up while a
@@ -17,13 +18,12 @@ keep-alive and headers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import anyio
-from fastapi.sse import KEEPALIVE_COMMENT
 from starlette.responses import StreamingResponse
 
+from ..sse import KEEPALIVE, frame
 from .records import Record
 from .service import QueueService
 
@@ -54,7 +54,7 @@ async def record_frames(queue: QueueService, record: Record, after: int) -> Asyn
                 return
             await record.changed()
             if len(record.frames) == sent:
-                yield KEEPALIVE_COMMENT  # woken by the service's keep-alive nudge
+                yield KEEPALIVE  # woken by the service's keep-alive nudge
 
 
 async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterator[bytes]:
@@ -63,10 +63,9 @@ async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterat
     while True:
         event_id += 1
         changed = queue.change_event  # taken before the snapshot: no change slips between
-        data = json.dumps(queue.snapshot(), separators=(",", ":"))
-        yield f"event: queue\ndata: {data}\nid: {event_id}\n\n".encode()
+        yield frame("queue", queue.snapshot(), event_id)
         await anyio.sleep(interval_s)
         with anyio.move_on_after(queue.settings.ping_interval_s) as scope:
             await changed.wait()
         if scope.cancelled_caught:
-            yield KEEPALIVE_COMMENT
+            yield KEEPALIVE

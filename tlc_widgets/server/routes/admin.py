@@ -1,0 +1,85 @@
+"""`/api/admin/*`: pause, resume and drain the queue, and see every user's live requests.
+
+    $ curl -X POST -H "Authorization: Bearer $ADMIN_KEY" http://127.0.0.1:8000/api/admin/pause
+    {"paused": true, "draining": false, "waiting": 3, "running": 2}
+
+    paused    accept requests, start none (running ones go on): a break in the lesson
+    draining  accept nothing new (503 `draining`); what is waiting or running finishes
+    resume    back to normal from either, and start what waits at once
+
+    >>> router.prefix
+    '/api/admin'
+
+Only an admin may call these (403 `forbidden` for anyone else). Without keys every caller
+is the admin of their own machine.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from ..auth import Identity
+from ..deps import caller_of, service_of
+from ..records import Record
+from ..schemas import AdminState, LiveRequest, LiveRequests
+from ..service import QueueService
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+def admin_service(
+    service: Annotated[QueueService, Depends(service_of)],
+    caller: Annotated[Identity, Depends(caller_of)],
+) -> QueueService:
+    """The service, for an admin only (403 otherwise)."""
+    caller.require_admin()
+    return service
+
+
+Admin = Annotated[QueueService, Depends(admin_service)]
+
+
+@router.post("/pause", response_model=AdminState)
+async def pause(service: Admin) -> AdminState:
+    """Accept requests but start none until `resume`; running ones go on."""
+    service.pause()
+    return AdminState(**service.state())
+
+
+@router.post("/resume", response_model=AdminState)
+async def resume(service: Admin) -> AdminState:
+    """End a pause or a drain; waiting requests start at once where slots are free."""
+    service.resume()
+    return AdminState(**service.state())
+
+
+@router.post("/drain", response_model=AdminState)
+async def drain(service: Admin) -> AdminState:
+    """Accept nothing new (503 `draining`); let what waits and runs finish."""
+    service.drain()
+    return AdminState(**service.state())
+
+
+@router.get("/requests", response_model=LiveRequests)
+async def live_requests(service: Admin) -> LiveRequests:
+    """Every live (queued or running) request of every user, in the order they would start."""
+    rows = [_row(record, position) for record, position in service.live()]
+    return LiveRequests(**service.state(), requests=rows)
+
+
+def _row(record: Record, position: int | None) -> LiveRequest:
+    return LiveRequest(
+        id=record.id,
+        user=record.user,
+        model=record.model,
+        status=record.status.value,
+        position=position,
+        priority=record.priority,
+        tokens=record.tokens,
+        upstream=record.upstream,
+        created=record.created_wall,
+    )

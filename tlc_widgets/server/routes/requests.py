@@ -1,0 +1,186 @@
+"""`/api/requests`: submit a request, follow its events, read its status, cancel it.
+
+    POST   /api/requests               submit → 202 {id, position, …}, or (Accept:
+                                       text/event-stream) the event stream itself
+    GET    /api/requests/{id}/events   SSE: queued… started delta… done|error|cancelled
+    GET    /api/requests/{id}          status and text so far
+    DELETE /api/requests/{id}          cancel
+
+    >>> SSE_ONLY[200]["content"]["text/event-stream"]["schema"]["type"]
+    'string'
+
+Another user's id answers 404, exactly like an id that never existed, so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse
+from starlette.responses import Response
+
+from ...protocol import ACCEPTED, ErrorCode, RequestBody, Status, event_name
+from ...sse import frame
+from ..api_error import ApiError
+from ..auth import Identity
+from ..deps import Caller, Service
+from ..records import Record
+from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
+from ..service import QueueService
+from ..streams import record_frames, sse_response
+
+__all__ = ["SSE_ONLY", "describe", "router"]
+
+router = APIRouter(prefix="/api/requests", tags=["requests"])
+
+#: The OpenAPI description of a route that answers with an event stream.
+SSE_ONLY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events (`text/event-stream`).",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+#: The longest `Last-Event-ID` we read (ids are event counts, far shorter): int() of more
+#: than 4,300 digits raises, which was a plain-text 500.
+MAX_EVENT_ID_DIGITS = 100
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=SubmitAnswer,
+    responses={200: SSE_ONLY[200]},
+)
+async def submit(
+    body: RequestBody,
+    service: Service,
+    caller: Caller,
+    accept: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Queue a chat request. Follow it at `events`; its first event is `queued`.
+
+    With `Accept: text/event-stream` the answer is the stream itself (one round trip): an
+    `accepted` event with this route's JSON, then the request's events."""
+    record = await _accept(body, service, caller)
+    answer = _answer(record)
+    if accept is not None and "text/event-stream" in accept:
+        return sse_response(_accepted_then_events(service, record, answer))
+    return JSONResponse(answer.model_dump(), status_code=202)
+
+
+async def _accept(body: RequestBody, service: QueueService, caller: Identity) -> Record:
+    if body.priority > 0 and not caller.may_prioritise:
+        raise ApiError(
+            ErrorCode.FORBIDDEN,
+            "priority: only a teacher or an admin may set a priority above 0.",
+            param="priority",
+        )
+    return await service.submit(body, user=caller.owner(body.user), role=caller.role)
+
+
+def _answer(record: Record) -> SubmitAnswer:
+    accepted = record.last_queued  # the place it was given on arrival
+    assert accepted is not None
+    # It may have started already (an idle slot); the events say so. This answer describes
+    # the acceptance: the place it took in line.
+    return SubmitAnswer(
+        id=record.id,
+        status="queued",
+        position=accepted.position,
+        waiting=accepted.waiting,
+        eta_s=accepted.eta_s,
+        model=record.model,
+        user=record.user,
+        events=f"/api/requests/{record.id}/events",
+    )
+
+
+async def _accepted_then_events(
+    service: QueueService, record: Record, answer: SubmitAnswer
+) -> AsyncIterator[bytes]:
+    yield frame(ACCEPTED, answer.model_dump())  # no `id:`: not part of the event log
+    async for chunk in record_frames(service, record, after=0):
+        yield chunk
+
+
+def visible(service: QueueService, caller: Identity, request_id: str) -> Record:
+    """The record `caller` may see, or 404 (another's id reads as unknown)."""
+    record = service.store.get(request_id)
+    if record is None or not caller.may_see(record.user):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    return record
+
+
+@router.get("/{request_id}/events", response_class=Response, responses=SSE_ONLY)
+async def events(
+    request_id: str,
+    service: Service,
+    caller: Caller,
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[int | None, Query(ge=0, le=10**9, description="Like Last-Event-ID.")] = None,
+) -> Response:
+    """Server-Sent Events of one request, from the start or after `Last-Event-ID`."""
+    record = visible(service, caller, request_id)
+    start = after or 0
+    if last_event_id is not None:
+        start = parse_event_id(last_event_id)
+    return sse_response(record_frames(service, record, after=start))
+
+
+def parse_event_id(value: str) -> int:
+    """A `Last-Event-ID` as a number, or a 422 that says what it must be.
+
+    >>> parse_event_id(" 42 ")
+    42
+    """
+    value = value.strip()
+    # isdecimal + isascii: "²" is a digit to isdigit() but not a number to int(); the
+    # length cap keeps int() far from Python's limit on digits (a 500 otherwise).
+    if not (value.isascii() and value.isdecimal() and len(value) <= MAX_EVENT_ID_DIGITS):
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "Last-Event-ID must be a whole number: the id of the last event you got.",
+            param="Last-Event-ID",
+        )
+    return int(value)
+
+
+@router.get("/{request_id}", response_model=RequestView)
+async def status(request_id: str, service: Service, caller: Caller) -> RequestView:
+    """A request's status, the text so far, and its timings."""
+    return describe(visible(service, caller, request_id))
+
+
+@router.delete("/{request_id}", response_model=CancelAnswer)
+async def cancel(request_id: str, service: Service, caller: Caller) -> CancelAnswer:
+    """Cancel: a queued request leaves the line, a running one's stream is closed."""
+    record = visible(service, caller, request_id)
+    by = "client" if caller.user in (None, record.user) else "admin"
+    cancelled = service.cancel(record, by=by)
+    return CancelAnswer(**describe(record).model_dump(), cancelled=cancelled)
+
+
+def describe(record: Record) -> RequestView:
+    """A record as `GET /api/requests/{id}` answers it."""
+    queued = record.last_queued if record.status is Status.QUEUED else None
+    outcome = record.outcome
+    return RequestView(
+        id=record.id,
+        status=record.status.value,
+        user=record.user,
+        model=record.model,
+        upstream=record.upstream,
+        dispatch_no=record.dispatch_no,
+        position=queued.position if queued else None,
+        waiting=queued.waiting if queued else None,
+        eta_s=queued.eta_s if queued else None,
+        text=record.text,
+        reasoning="".join(record.reasoning),
+        tokens=record.tokens,
+        timings=record.timings(),
+        outcome=None if outcome is None else Outcome(event=event_name(outcome), **asdict(outcome)),
+    )

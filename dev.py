@@ -2,7 +2,7 @@
 """One entry point on a fresh machine (only Python 3.11 needed): `python3 dev.py lab|test|serve`.
 
     python3 dev.py lab          # queue server + practice model (or LM Studio) + JupyterLab
-    python3 dev.py test         # ruff, mypy and the whole pytest suite
+    python3 dev.py test         # ruff, mypy, import contracts, the whole pytest suite + doctests
     python3 dev.py serve ...    # any `tlc` command, e.g. `serve --practice`
 
 It makes `.venv/` beside this file on first use and re-installs only when pyproject.toml
@@ -49,6 +49,7 @@ def test(args: list[str]) -> int:
         [BIN / "ruff", "check", *code],
         [BIN / "ruff", "format", "--check", *code],
         [BIN / "mypy"],
+        [BIN / "lint-imports"],  # the layers (pyproject's [tool.importlinter] contracts)
     ):
         print(
             "dev.py:", " ".join(str(s.name if isinstance(s, Path) else s) for s in step), flush=True

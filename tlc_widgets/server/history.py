@@ -1,11 +1,15 @@
 """Every request, kept in SQLite: what was asked, what came back so far, how it ended.
 
-    >>> history = History("/tmp/history.sqlite3")          # doctest: +SKIP
-    >>> await history.open()       # marks rows a killed server left queued/running `interrupted`
-    >>> history.record_changed(record)                     # from the record's on_change
-    >>> await history.recent(user="ada", limit=20)
-    [{'id': …, 'status': 'done', 'text': 'Once upon a time …', …}]
-    >>> await history.close()
+    >>> import anyio
+    >>> from tlc_widgets.server.records import Record
+    >>> async def demo() -> list[str]:
+    ...     history = History(":memory:")
+    ...     await history.open()  # marks rows a killed server left queued/running `interrupted`
+    ...     history.record_changed(Record.new(user="ada", model="m", messages=[], params={}))
+    ...     await history.close()  # writes what is pending
+    ...     return [history.enabled, history.path]
+    >>> anyio.run(demo)
+    [True, ':memory:']
 
 One writer thread owns the one connection and is fed by a queue: the event loop never waits
 for the disk. Changes are gathered on the loop for `COALESCE_S` (50 ms) and handed over as

@@ -1,7 +1,8 @@
 """The history table: what one row holds, and the SQL that writes and reads it.
 
-    >>> row_snapshot(record)[0]          # the changing fields of a record, as `_UPDATE` wants them
-    'running'
+    >>> from tlc_widgets.server.records import Record
+    >>> row_snapshot(Record.new(user="ada", model="m", messages=[], params={}))[:2]
+    ('queued', None)
 
 Only the writer thread of `history.py` runs these against the database; `row_snapshot` runs on
 the event loop, where records change, so it reads them without races.

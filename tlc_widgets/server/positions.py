@@ -1,7 +1,11 @@
 """Places in line: computed for everyone at once, published only where they changed.
 
-    >>> positions = Positions(scheduler, store, catalog, stats, 0.25, notify)  # doctest: +SKIP
-    >>> positions.mark_dirty()          # something moved; the publisher task wakes up
+    >>> from tlc_widgets.server.scheduler import Entry, FairScheduler
+    >>> line = FairScheduler()
+    >>> for rid, user in [("a1", "ann"), ("a2", "ann"), ("b1", "bob")]:
+    ...     line.push(Entry(rid, user, "m"))
+    >>> [e.id for e in line.order()]  # positions are this order, counted per model
+    ['a1', 'b1', 'a2']
 
 Positions are computed once per queue change, for everyone at once (O(n log users)), and a
 `queued` event is appended only to records whose position, queue length or ETA moved. The

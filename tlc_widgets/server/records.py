@@ -18,7 +18,6 @@ the one way in to a terminal state, so "exactly one terminal event" holds by con
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from ..protocol import (
     event_data,
     event_name,
 )
+from ..sse import frame
 
 __all__ = ["IllegalTransition", "Record", "RecordStore"]
 
@@ -54,10 +54,9 @@ class IllegalTransition(RuntimeError):
 
 
 def _frame(name: str, data: dict[str, Any], event_id: int) -> bytes:
-    # json.dumps escapes newlines, so one `data:` line always suffices. Encoded once here,
-    # the same bytes go to every subscriber and every replay.
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"event: {name}\ndata: {payload}\nid: {event_id}\n\n".encode()
+    # Encoded once here, through the one SSE codec: the same bytes go to every subscriber
+    # and every replay.
+    return frame(name, data, event_id)
 
 
 @dataclass(eq=False)

@@ -112,6 +112,7 @@ def serve(ns: argparse.Namespace) -> None:
 
     from .config import Settings
     from .server import create_app
+    from .server.shutdown import QueueServer
 
     settings = Settings(**_given(ns))
     _logging(settings.log_level)
@@ -123,13 +124,15 @@ def serve(ns: argparse.Namespace) -> None:
             "--keys-file, or TLC_KEYS='key:user:role,…'); see README, 'Keys and roles'.",
             settings.host,
         )
-    uvicorn.run(
+    # QueueServer: at SIGTERM / Ctrl-C the queue ends every request first (server/shutdown.py).
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=3,
     )
+    QueueServer(config).run()
 
 
 def practice(ns: argparse.Namespace) -> None:

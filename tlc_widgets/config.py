@@ -83,6 +83,9 @@ class Settings(BaseSettings):
         10, ge=0, description="A request whose every listener left is cancelled after this."
     )
     retain_s: float = Field(900, ge=0, description="How long finished requests stay readable.")
+    shutdown_grace_s: float = Field(
+        10, ge=0, description="At SIGTERM, running replies get this long to finish."
+    )
     refresh_s: float = Field(10, gt=0, description="How often upstream model lists are re-read.")
     presets_file: Path | None = Field(None, description="TOML file of model presets.")
     log_level: str = Field("info", description="Logging level of the server.")

@@ -111,6 +111,7 @@ class ErrorCode(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -151,6 +152,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UPSTREAM_ERROR: (
         502,
         "The model server failed in the middle of the reply; the text so far is kept.",
+    ),
+    ErrorCode.SHUTTING_DOWN: (
+        503,
+        "The queue server is stopping; send your request again in a minute.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
 }
@@ -257,6 +262,8 @@ class ErrorEvent:
 @dataclass(frozen=True, slots=True)
 class Cancelled:
     by: str  #: "client", "disconnect", "admin" or "shutdown"
+    #: a sentence for the student when there is more to say (shutdown: may I resubmit?)
+    message: str | None = None
 
 
 Event = Queued | Started | Delta | Done | ErrorEvent | Cancelled
@@ -308,6 +315,8 @@ def event_data(event: Event) -> dict[str, Any]:
             if event.reasoning is None
             else {"reasoning": event.reasoning}
         )
+    if isinstance(event, Cancelled) and event.message is None:
+        return {"by": event.by}  # the message only when there is one
     return asdict(event)
 
 

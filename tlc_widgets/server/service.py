@@ -37,6 +37,12 @@ from .upstream import Timeouts, Upstream
 
 __all__ = ["ApiError", "QueueService"]
 
+#: What a request hears when the server stops: one that waited may simply be sent again.
+STOPPING_QUEUED = (
+    "The queue server is stopping before your request started; send it again in a minute."
+)
+STOPPING_RUNNING = "The queue server stopped before your reply finished; the text so far is kept."
+
 
 class QueueService:
     def __init__(
@@ -46,6 +52,7 @@ class QueueService:
         self.history = History(settings.history_path, settings.history_flush_s)
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
+        self.closing = False  #: the server is stopping: accept nothing, start nothing
         self.store = RecordStore(settings.retain_s)
         self.scheduler = FairScheduler()
         self.stats = Stats()
@@ -91,12 +98,37 @@ class QueueService:
             try:
                 yield service
             finally:
-                service.dispatcher.closing = True
-                for record in service.store.values():
-                    record.finish(Cancelled(by="shutdown"))
+                service.end_all()  # normally done already, by `shut_down` at SIGTERM
                 tg.cancel_scope.cancel()
         await service.catalog.aclose()
         await service.history.close()  # after the shutdown cancels above, so they are saved
+
+    # ------------------------------------------------------------------ stopping
+
+    async def shut_down(self, grace_s: float) -> None:
+        """The first step of a shutdown (SIGTERM, Ctrl-C), before any connection is cut:
+        admit nothing more, end what waits at once (it may be sent again), give running
+        replies `grace_s` to finish, then end them. Every open stream so gets its one
+        terminal event and closes by itself; history saves each ending."""
+        self.closing = self.dispatcher.closing = True
+        for entry in list(self.scheduler.order()):
+            record = self.store.get(entry.id)
+            self.scheduler.remove(entry.id)
+            if record is not None:
+                record.finish(Cancelled(by="shutdown", message=STOPPING_QUEUED))
+        self.mark_dirty()
+        with anyio.move_on_after(grace_s):
+            while self.dispatcher.running:
+                await self.change_event.wait()
+        self.end_all()
+
+    def end_all(self) -> None:
+        """End every live request now (their streams are cut by the stop)."""
+        self.closing = self.dispatcher.closing = True
+        for record in self.store.values():
+            if record.finish(Cancelled(by="shutdown", message=STOPPING_RUNNING)):
+                self.scheduler.remove(record.id)
+                self.dispatcher.cancel_running(record)
 
     # ------------------------------------------------------------------ upstreams
 
@@ -142,6 +174,8 @@ class QueueService:
         `role` come from the caller's identity; there is no default, so no caller can forget
         them and be taken for someone else."""
         s = self.settings
+        if self.closing:
+            raise ApiError(ErrorCode.SHUTTING_DOWN)
         if self.draining:
             raise ApiError(ErrorCode.DRAINING)
         messages, chars = validate(body, s)
@@ -230,27 +264,6 @@ class QueueService:
     def change_event(self) -> anyio.Event:
         """Set at the next change of any request (monitors' snapshot streams wait on it)."""
         return self._changed
-
-    # ------------------------------------------------------------------ listeners
-
-    @asynccontextmanager
-    async def listening(self, record: Record) -> AsyncIterator[None]:
-        """Count an open event stream. When the last one closes on a live request, wait
-        `disconnect_grace_s` for a reconnect (`Last-Event-ID`), then cancel it: a closed tab
-        or a dead kernel must not keep a slot or a place in line."""
-        record.listeners += 1
-        try:
-            yield
-        finally:
-            record.listeners -= 1
-            if record.listeners == 0 and not record.status.terminal:
-                asyncio.get_running_loop().call_later(
-                    self.settings.disconnect_grace_s, self._cancel_if_abandoned, record
-                )
-
-    def _cancel_if_abandoned(self, record: Record) -> None:
-        if record.listeners == 0:
-            self.cancel(record, by="disconnect")
 
     # ------------------------------------------------------------------ snapshot
 

@@ -18,7 +18,9 @@ keep-alive and headers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 from starlette.responses import StreamingResponse
@@ -27,7 +29,7 @@ from ..sse import KEEPALIVE, frame
 from .records import Record
 from .service import QueueService
 
-__all__ = ["record_frames", "snapshot_frames", "sse_response"]
+__all__ = ["listening", "record_frames", "snapshot_frames", "sse_response"]
 
 
 def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
@@ -39,9 +41,29 @@ def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
+@asynccontextmanager
+async def listening(queue: QueueService, record: Record) -> AsyncIterator[None]:
+    """Count an open event stream. When the last one closes on a live request, wait
+    `disconnect_grace_s` for a reconnect (`Last-Event-ID`), then cancel it: a closed tab or
+    a dead kernel must not keep a slot or a place in line."""
+    record.listeners += 1
+    try:
+        yield
+    finally:
+        record.listeners -= 1
+        if record.listeners == 0 and not record.status.terminal:
+
+            def cancel_if_abandoned() -> None:
+                if record.listeners == 0:
+                    queue.cancel(record, by="disconnect")
+
+            grace = queue.settings.disconnect_grace_s
+            asyncio.get_running_loop().call_later(grace, cancel_if_abandoned)
+
+
 async def record_frames(queue: QueueService, record: Record, after: int) -> AsyncIterator[bytes]:
     """Every event after id `after`, then each new one as it comes, until the terminal one."""
-    async with queue.listening(record):
+    async with listening(queue, record):
         sent = after
         while True:
             frames = record.frames

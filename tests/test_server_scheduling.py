@@ -146,3 +146,31 @@ async def test_several_upstreams_each_get_only_their_models() -> None:
                 started = next(data for _, name, data in events if name == "started")
                 assert started["upstream"] == upstream.url + "/v1"
                 assert events[-1][1] == "done"
+
+
+async def _running_of(client: httpx.AsyncClient, ids: list[str]) -> int:
+    statuses = [(await client.get(f"/api/requests/{i}")).json()["status"] for i in ids]
+    return statuses.count("running")
+
+
+@pytest.mark.parametrize("strict", [False, True])
+async def test_one_student_cannot_hold_every_slot(strict: bool) -> None:
+    """Cap 1 running per student, 3 slots. Work-conserving (default): the greedy student
+    alone still fills every slot. Strict: they hold one, and a newcomer starts at once."""
+    with practice_server(parallel=3, stall_after_tokens=1) as practice:
+        with queue_server(
+            practice.url + "/v1", running_per_student=1, running_cap_strict=strict
+        ) as queue:
+            async with httpx.AsyncClient(base_url=queue.url) as client:
+                greedy = []
+                for i in range(3):
+                    r = await client.post(
+                        "/api/requests", json={"prompt": f"g{i}", "user": "greedy"}
+                    )
+                    greedy.append(r.json()["id"])
+                assert await _running_of(client, greedy) == (1 if strict else 3)
+                r = await client.post("/api/requests", json={"prompt": "hi", "user": "newcomer"})
+                newcomer = r.json()["id"]
+                assert await _running_of(client, [newcomer]) == (1 if strict else 0)
+                for request_id in [*greedy, newcomer]:
+                    await client.delete(f"/api/requests/{request_id}")

@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     slots: int = Field(1, ge=1, description="Slots of an upstream that does not report its own.")
     max_queue: int = Field(1000, ge=1, description="Most requests waiting at once (then 429).")
     max_per_user: int = Field(20, ge=1, description="Most waiting requests per user (then 429).")
+    running_per_student: int = Field(
+        2, ge=0, description="Most running requests per student while others wait (0: no cap)."
+    )
+    running_per_teacher: int = Field(
+        0, ge=0, description="The same for teachers and admins (0: no cap)."
+    )
+    running_cap_strict: bool = Field(
+        False,
+        description="Hold the cap even when nobody else waits (slots may idle; newcomers start "
+        "at once).",
+    )
     max_tokens_cap: int = Field(4096, ge=1, description="Largest max_tokens a request may ask.")
     max_prompt_chars: int = Field(200_000, ge=1, description="Longest conversation, in characters.")
     default_model: str | None = Field(None, description="Model used when a request names none.")

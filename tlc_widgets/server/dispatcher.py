@@ -14,6 +14,7 @@ dispatcher only takes a slot, runs the stream, and gives the slot back.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 import anyio
@@ -48,8 +49,10 @@ class Dispatcher:
         self._tg = task_group
         self._on_queue_change = on_queue_change
         self._scopes: dict[str, anyio.CancelScope] = {}  # request id -> its running stream
+        self._running_by_user: Counter[str] = Counter()  # for the per-user running cap
         self.closing = False  #: set at shutdown: start nothing new
         self.paused = False  #: an admin paused the queue: accept requests, start none
+        self.strict = False  #: per-user running caps hold even when a slot would idle
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
@@ -65,7 +68,9 @@ class Dispatcher:
         started = False
         free_pool = self.catalog.free_pool
         while len(self.scheduler) and not self.closing and not self.paused:
-            entry = self.scheduler.pop_next(lambda model: free_pool(model) is not None)
+            entry = self.scheduler.pop_next(
+                lambda model: free_pool(model) is not None, self._running_by_user.get, self.strict
+            )
             if entry is None:
                 break
             record = self.store.get(entry.id)
@@ -74,6 +79,7 @@ class Dispatcher:
             pool = free_pool(entry.model)
             assert pool is not None  # pop_next only returns what a free pool accepts
             pool.busy += 1
+            self._running_by_user[record.user] += 1
             self.dispatched += 1
             record.dispatch_no = self.dispatched
             record.start(pool.upstream.base_url)
@@ -125,6 +131,9 @@ class Dispatcher:
             record.finish(Cancelled(by="shutdown"))  # no-op unless nothing else ended it
             del self._scopes[record.id]
             pool.busy -= 1
+            self._running_by_user[record.user] -= 1
+            if not self._running_by_user[record.user]:
+                del self._running_by_user[record.user]  # nothing kept for idle users
             if record.started is not None and record.finished is not None:
                 if isinstance(record.outcome, Done):
                     self.stats.observe_service(record.model, record.finished - record.started)

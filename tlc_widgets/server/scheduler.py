@@ -24,7 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 
-__all__ = ["Entry", "FairScheduler"]
+__all__ = ["FORGET_EVERY", "Entry", "FairScheduler"]
+
+#: Every this many starts, users served longer ago than that with nothing waiting are forgotten.
+FORGET_EVERY = 4096
 
 
 @dataclass(slots=True)
@@ -33,6 +36,8 @@ class Entry:
     user: str
     model: str
     priority: int = 0
+    #: most requests of this user that may run at once while others wait (0: no cap)
+    cap: int = 0
     seq: int = field(default=0, compare=False)  #: arrival order, set by push
 
 
@@ -71,20 +76,48 @@ class FairScheduler:
         self._prune(entry.priority, entry.user)
         return True
 
-    def pop_next(self, eligible: Callable[[str], bool]) -> Entry | None:
+    def pop_next(
+        self,
+        eligible: Callable[[str], bool],
+        running: Callable[[str], int | None] | None = None,
+        strict: bool = False,
+    ) -> Entry | None:
         """The next request to start among those whose model `eligible` accepts (a model
         with a free slot), or None. A user whose oldest request cannot start yet waits
-        (FIFO within a user); the next user in line gets the slot instead."""
+        (FIFO within a user); the next user in line gets the slot instead.
+
+        With `running` (user → requests of theirs running now), a user at their entry's
+        `cap` is passed over while someone else can use the slot; when nobody else can,
+        they get it anyway (a cap shares the upstream, it never leaves a slot idle) — unless
+        `strict`, which keeps the slot free for whoever comes next.
+
+        >>> s = FairScheduler()
+        >>> s.push(Entry("a2", user="ann", model="m", cap=1))
+        >>> s.push(Entry("b1", user="bob", model="m", cap=1))
+        >>> s.pop_next(lambda m: True, running={"ann": 1}.get).id    # ann already runs one
+        'b1'
+        >>> s.pop_next(lambda m: True, running={"ann": 1}.get).id    # nobody else waits
+        'a2'
+        """
+        if running is not None:
+            entry = self._pop(eligible, lambda e: 0 < e.cap <= (running(e.user) or 0))
+            if entry is not None or strict:
+                return entry
+        return self._pop(eligible, lambda e: False)
+
+    def _pop(self, eligible: Callable[[str], bool], held: Callable[[Entry], bool]) -> Entry | None:
         for priority in sorted(self._classes, reverse=True):
             users = self._classes[priority]
             for user in sorted(users, key=lambda u: self._rank(u, users[u][0])):
                 head = users[user][0]
-                if eligible(head.model):
+                if not held(head) and eligible(head.model):
                     users[user].popleft()
                     del self._entries[head.id]
                     self._prune(priority, user)
                     self._dispatched += 1
                     self._last_served[user] = self._dispatched
+                    if self._dispatched % FORGET_EVERY == 0:
+                        self._forget_idle()
                     return head
         return None
 
@@ -104,6 +137,16 @@ class FairScheduler:
                 served[user] = next(tick)
                 if i + 1 < len(queue):
                     heapq.heappush(heap, (self._rank(user, queue[i + 1], served), user, i + 1))
+
+    def _forget_idle(self) -> None:
+        """Forget when users with nothing waiting were last served, if it was more than
+        `FORGET_EVERY` starts ago: 100,000 one-off users must not stay in memory. A forgotten
+        user ranks as never served, and so do all who were served that long ago anyway."""
+        horizon = self._dispatched - FORGET_EVERY
+        waiting = {u for users in self._classes.values() for u in users}
+        for user in [u for u, n in self._last_served.items() if n < horizon]:
+            if user not in waiting:
+                del self._last_served[user]
 
     def _rank(
         self, user: str, head: Entry, served: dict[str, int] | None = None

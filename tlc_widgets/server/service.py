@@ -1,18 +1,23 @@
-"""The queue as a whole: admission, cancellation, listeners, snapshots. Routes call this.
+"""The queue as a whole, and its verbs: submit, cancel, pause, resume, drain, shut down.
 
-    >>> async with QueueService.running(settings) as queue:      # doctest: +SKIP
-    ...     record = await queue.submit(RequestBody(prompt="Hi"), user="ada")
-    ...     queue.cancel(record, by="client")
+    >>> import anyio
+    >>> from tlc_widgets.config import Settings
+    >>> async def demo() -> dict[str, object]:
+    ...     settings = Settings(_env_file=None, upstreams=["http://127.0.0.1:9/v1"])
+    ...     async with QueueService.running(settings.model_copy(update={"history_path": ""})) as q:
+    ...         q.pause()
+    ...         return q.state()
+    >>> anyio.run(demo)
+    {'waiting': 0, 'running': 0, 'paused': True, 'draining': False}
 
-It wires the parts together — records, the fair scheduler, the dispatcher and its slots,
-the position publisher (`positions.py`), history, rate limits — and owns their background
-tasks for the length of the app's lifespan.
+Routes call only these verbs. The service wires the parts together — records, the fair
+scheduler, the catalog and the dispatcher, positions, history, rate limits — and owns their
+background tasks for the length of the app's lifespan.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +55,7 @@ class QueueService:
     ) -> None:
         self.settings = settings
         self.history = History(settings.history_path, settings.history_flush_s)
+        self.keys_on = keys_on
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
@@ -69,6 +75,7 @@ class QueueService:
             self.catalog, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
         )
         self.dispatcher.on_upstream_down = self._upstream_down
+        self.dispatcher.strict = settings.running_cap_strict
         self.positions = Positions(
             self.scheduler,
             self.store,
@@ -181,12 +188,12 @@ class QueueService:
         messages, chars = validate(body, s)
         model = await self.catalog.resolve(body.model)
         if len(self.scheduler) >= s.max_queue:
-            raise ApiError(ErrorCode.QUEUE_FULL, retry_after=self.retry_after(model))
+            raise ApiError(ErrorCode.QUEUE_FULL, retry_after=self.stats.retry_after(model))
         if self.scheduler.waiting_for(user) >= s.max_per_user:
             raise ApiError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"The limit is {s.max_per_user} waiting requests per user.",
-                retry_after=self.retry_after(model),
+                retry_after=self.stats.retry_after(model),
             )
         self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
         params: dict[str, Any] = {}
@@ -203,7 +210,11 @@ class QueueService:
             on_change=self._on_record_change,
         )
         self.store.add(record)
-        self.scheduler.push(Entry(record.id, user, model, body.priority))
+        # Without keys every caller is the local admin, yet the users are a class: cap them
+        # all like students (the cap never leaves a slot idle, so one user alone is free).
+        student = role is Role.STUDENT or not self.keys_on
+        cap = s.running_per_student if student else s.running_per_teacher
+        self.scheduler.push(Entry(record.id, user, model, body.priority, cap))
         self._on_record_change(record)
         record.emit(self.positions.of(record))
         record.timeout = asyncio.get_running_loop().call_later(
@@ -212,11 +223,6 @@ class QueueService:
         self.dispatcher.fill()
         self.mark_dirty()
         return record
-
-    def retry_after(self, model: str) -> int:
-        """Seconds until a place frees up, roughly: one mean service time, at least 1."""
-        mean = self.stats.mean_service_s(model)
-        return max(1, math.ceil(mean)) if mean else 5
 
     # ------------------------------------------------------------------ ending
 

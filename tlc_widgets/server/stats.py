@@ -89,6 +89,11 @@ class Stats:
     def mean_wait_s(self) -> float | None:
         return round(sum(self._waits) / len(self._waits), 3) if self._waits else None
 
+    def retry_after(self, model: str) -> int:
+        """Seconds until a place frees up, roughly: one mean service time, at least 1."""
+        mean = self.mean_service_s(model)
+        return max(1, math.ceil(mean)) if mean else 5
+
     def eta_s(self, model: str, position: int, slots: int) -> float | None:
         return eta_from(self.mean_service_s(model), position, slots)
 

@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "ACCEPTED",
     "ERRORS",
+    "STOPPING_QUEUED",
+    "STOPPING_RUNNING",
     "TERMINAL",
     "Accepted",
     "Cancelled",
@@ -159,6 +161,13 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
 }
+
+
+#: What a request hears when the server stops: one that waited may simply be sent again.
+STOPPING_QUEUED = (
+    "The queue server is stopping before your request started; send it again in a minute."
+)
+STOPPING_RUNNING = "The queue server stopped before your reply finished; the text so far is kept."
 
 
 def error_body(

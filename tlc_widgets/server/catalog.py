@@ -1,6 +1,6 @@
 """The catalog: which upstream serves which model, and each model's pool of slots.
 
-    >>> from tlc_widgets.server.upstream import ModelInfo, Timeouts, Upstream
+    >>> from tlc_widgets.server.upstream import ModelInfo
     >>> box = Upstream("http://127.0.0.1:1234/v1", default_slots=2, timeouts=Timeouts())
     >>> box.reachable, box.models = True, {"qwen": ModelInfo(parallel=4)}
     >>> box.per_model_slots = True
@@ -27,9 +27,10 @@ from typing import Any
 
 import anyio
 
+from ..config import Settings
 from ..protocol import ErrorCode
 from .api_error import ApiError
-from .upstream import Upstream
+from .upstream import Timeouts, Upstream
 
 __all__ = ["Catalog", "Pool"]
 
@@ -58,6 +59,14 @@ class Catalog:
         self.default_model = default_model
         self.allowed = list(allowed)
         self._pools: dict[tuple[str, str | None], Pool] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalog:
+        """The upstreams of `settings` (none asked yet: `refresh()` does that)."""
+        s = settings
+        timeouts = Timeouts(s.connect_timeout_s, s.first_token_timeout_s, s.stall_timeout_s)
+        upstreams = [Upstream(u, default_slots=s.slots, timeouts=timeouts) for u in s.upstreams]
+        return cls(upstreams, default_model=s.default_model, allowed=s.allowed_models or ())
 
     # ------------------------------------------------------------------ discovery
 

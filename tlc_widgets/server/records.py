@@ -229,6 +229,12 @@ class RecordStore:
     def values(self) -> list[Record]:
         return list(self._records.values())
 
+    def nudge_live(self) -> None:
+        """Wake the streams of every live record (the keep-alive clock)."""
+        for record in self._records.values():
+            if not record.status.terminal:
+                record.nudge()
+
     def forget_later(self, record: Record) -> None:
         asyncio.get_running_loop().call_later(self._retain_s, self.discard, record.id)
 

@@ -18,14 +18,23 @@ background tasks for the length of the app's lifespan.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 
 from ..config import Settings
-from ..protocol import Cancelled, ErrorCode, ErrorEvent, RequestBody, Status
+from ..protocol import (
+    STOPPING_QUEUED,
+    STOPPING_RUNNING,
+    Cancelled,
+    ErrorCode,
+    ErrorEvent,
+    Event,
+    RequestBody,
+    Status,
+)
 from .admission import validate
 from .api_error import ApiError
 from .auth import Role
@@ -38,15 +47,8 @@ from .positions import Positions
 from .records import Record, RecordStore
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
-from .upstream import Timeouts, Upstream
 
 __all__ = ["ApiError", "QueueService"]
-
-#: What a request hears when the server stops: one that waited may simply be sent again.
-STOPPING_QUEUED = (
-    "The queue server is stopping before your request started; send it again in a minute."
-)
-STOPPING_RUNNING = "The queue server stopped before your reply finished; the text so far is kept."
 
 
 class QueueService:
@@ -62,15 +64,7 @@ class QueueService:
         self.store = RecordStore(settings.retain_s)
         self.scheduler = FairScheduler()
         self.stats = Stats()
-        timeouts = Timeouts(
-            settings.connect_timeout_s, settings.first_token_timeout_s, settings.stall_timeout_s
-        )
-        urls = settings.upstreams
-        self.catalog = Catalog(
-            [Upstream(url, default_slots=settings.slots, timeouts=timeouts) for url in urls],
-            default_model=settings.default_model,
-            allowed=settings.allowed_models or (),
-        )
+        self.catalog = Catalog.from_settings(settings)
         self.dispatcher = Dispatcher(
             self.catalog, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
         )
@@ -118,12 +112,7 @@ class QueueService:
         replies `grace_s` to finish, then end them. Every open stream so gets its one
         terminal event and closes by itself; history saves each ending."""
         self.closing = self.dispatcher.closing = True
-        for entry in list(self.scheduler.order()):
-            record = self.store.get(entry.id)
-            self.scheduler.remove(entry.id)
-            if record is not None:
-                record.finish(Cancelled(by="shutdown", message=STOPPING_QUEUED))
-        self.mark_dirty()
+        self._end_waiting(lambda entry: True, Cancelled(by="shutdown", message=STOPPING_QUEUED))
         with anyio.move_on_after(grace_s):
             while self.dispatcher.running:
                 await self.change_event.wait()
@@ -151,13 +140,18 @@ class QueueService:
         """Waiting requests whose model no answering upstream offers fail now, with
         `upstream_unavailable`, instead of waiting out the queue timeout in silence."""
         offered = set(self.catalog.models())
-        stranded = [e for e in self.scheduler.order() if e.model not in offered]
-        for entry in stranded:
+        failure = error_event(ErrorCode.UPSTREAM_UNAVAILABLE, self.catalog.tried())
+        self._end_waiting(lambda entry: entry.model not in offered, failure)
+
+    def _end_waiting(self, which: Callable[[Entry], bool], ending: Event) -> None:
+        """Take the waiting requests `which` picks out of the line and end them with `ending`."""
+        chosen = [e for e in self.scheduler.order() if which(e)]
+        for entry in chosen:
             record = self.store.get(entry.id)
             self.scheduler.remove(entry.id)
             if record is not None:
-                record.finish(error_event(ErrorCode.UPSTREAM_UNAVAILABLE, self.catalog.tried()))
-        if stranded:
+                record.finish(ending)
+        if chosen:
             self.mark_dirty()
 
     async def _keep_alive(self) -> None:
@@ -165,9 +159,7 @@ class QueueService:
         `: ping` so proxies and browsers keep the connection open."""
         while True:
             await anyio.sleep(self.settings.ping_interval_s)
-            for record in self.store.values():
-                if not record.status.terminal:
-                    record.nudge()
+            self.store.nudge_live()
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -273,16 +265,6 @@ class QueueService:
 
     # ------------------------------------------------------------------ snapshot
 
-    def snapshot(self) -> dict[str, Any]:
-        """What `/api/queue` answers: the whole queue in one small JSON object."""
-        return {
-            **self.state(),
-            "upstreams": self.catalog.upstream_rows(),
-            "served": self.stats.served,
-            "mean_wait_s": self.stats.mean_wait_s(),
-            "tokens_per_s": self.stats.tokens_per_s(),
-        }
-
     def state(self) -> dict[str, Any]:
         """Paused, draining, waiting, running: what the admin verbs answer."""
         return {
@@ -310,18 +292,3 @@ class QueueService:
         self.draining = False
         self.dispatcher.fill()
         self.mark_dirty()
-
-    def live(self) -> list[tuple[Record, int | None]]:
-        """Every live request with its place among its model's waiting ones (None while
-        running): running ones first, in the order they started, then the line."""
-        running = [r for r in self.store.values() if r.status is Status.RUNNING]
-        rows: list[tuple[Record, int | None]] = [
-            (r, None) for r in sorted(running, key=lambda r: r.dispatch_no or 0)
-        ]
-        position: dict[str, int] = {}
-        for entry in self.scheduler.order():
-            position[entry.model] = position.get(entry.model, 0) + 1
-            record = self.store.get(entry.id)
-            if record is not None and record.status is Status.QUEUED:
-                rows.append((record, position[entry.model]))
-        return rows

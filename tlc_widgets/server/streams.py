@@ -28,6 +28,7 @@ from starlette.responses import StreamingResponse
 from ..sse import KEEPALIVE, frame
 from .records import Record
 from .service import QueueService
+from .views import snapshot
 
 __all__ = ["listening", "record_frames", "snapshot_frames", "sse_response"]
 
@@ -85,7 +86,7 @@ async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterat
     while True:
         event_id += 1
         changed = queue.change_event  # taken before the snapshot: no change slips between
-        yield frame("queue", queue.snapshot(), event_id)
+        yield frame("queue", snapshot(queue), event_id)
         await anyio.sleep(interval_s)
         with anyio.move_on_after(queue.settings.ping_interval_s) as scope:
             await changed.wait()

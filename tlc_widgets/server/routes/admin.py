@@ -25,6 +25,7 @@ from ..deps import caller_of, service_of
 from ..records import Record
 from ..schemas import AdminState, LiveRequest, LiveRequests
 from ..service import QueueService
+from ..views import live
 
 __all__ = ["router"]
 
@@ -67,7 +68,7 @@ async def drain(service: Admin) -> AdminState:
 @router.get("/requests", response_model=LiveRequests)
 async def live_requests(service: Admin) -> LiveRequests:
     """Every live (queued or running) request of every user, in the order they would start."""
-    rows = [_row(record, position) for record, position in service.live()]
+    rows = [_row(record, position) for record, position in live(service)]
     return LiveRequests(**service.state(), requests=rows)
 
 

@@ -17,6 +17,7 @@ from ...config import ModelPreset
 from ..deps import Service
 from ..schemas import ModelRow, Models, QueueSnapshot
 from ..streams import snapshot_frames, sse_response
+from ..views import snapshot
 from .requests import SSE_ONLY
 
 __all__ = ["router"]
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/api", tags=["queue"])
 @router.get("/queue", response_model=QueueSnapshot)
 async def queue_snapshot(service: Service) -> QueueSnapshot:
     """Waiting, running, per-upstream slots, served, mean wait, tokens/s."""
-    return QueueSnapshot(**service.snapshot())
+    return QueueSnapshot(**snapshot(service))
 
 
 @router.get("/queue/events", response_class=Response, responses=SSE_ONLY)

@@ -7,7 +7,7 @@
 Both sides import this module, so an event name or an error code is spelled exactly once.
 One request's life, as its events tell it:
 
-    queued ─► queued … (position changes) ─► started ─► delta … ─► done
+    queued ─► queued/loading … (place, load progress) ─► started ─► delta … ─► done
        │                                        │                  error
        └────────────────────────────────────────┴────────────────► cancelled
 
@@ -38,6 +38,7 @@ __all__ = [
     "Event",
     "EventName",
     "HistoryStatus",
+    "Loading",
     "Message",
     "Queued",
     "RequestBody",
@@ -66,6 +67,7 @@ class Status(StrEnum):
 
 class EventName(StrEnum):
     QUEUED = "queued"
+    LOADING = "loading"
     STARTED = "started"
     DELTA = "delta"
     DONE = "done"
@@ -113,6 +115,8 @@ class ErrorCode(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    MODEL_LOAD_FAILED = "model_load_failed"
+    MODEL_LOAD_TIMEOUT = "model_load_timeout"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
 
@@ -154,6 +158,15 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.UPSTREAM_ERROR: (
         502,
         "The model server failed in the middle of the reply; the text so far is kept.",
+    ),
+    ErrorCode.MODEL_LOAD_FAILED: (
+        503,
+        "The model server could not load that model (often: not enough memory); "
+        "ask your teacher or pick a smaller model.",
+    ),
+    ErrorCode.MODEL_LOAD_TIMEOUT: (
+        504,
+        "The model took too long to load; try again in a minute or pick a smaller model.",
     ),
     ErrorCode.SHUTTING_DOWN: (
         503,
@@ -243,6 +256,23 @@ class Queued:
 
 
 @dataclass(frozen=True, slots=True)
+class Loading:
+    """The model this request waits for is being loaded (once, for everyone who waits).
+
+    >>> Loading(model="qwen3-8b", progress=0.45).percent
+    45
+    """
+
+    model: str
+    progress: float  #: 0 … 1
+    load_time_s: float | None = None  #: how long its last load took, once one has been seen
+
+    @property
+    def percent(self) -> int:
+        return round(self.progress * 100)
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     model: str
     upstream: str
@@ -275,7 +305,7 @@ class Cancelled:
     message: str | None = None
 
 
-Event = Queued | Started | Delta | Done | ErrorEvent | Cancelled
+Event = Queued | Loading | Started | Delta | Done | ErrorEvent | Cancelled
 
 #: The first event of `POST /api/requests` answered as a stream (`Accept: text/event-stream`):
 #: the acceptance itself, before the request's own events. It has no `id:` (it is not part
@@ -301,6 +331,7 @@ class Accepted:
 
 _CLASSES: dict[EventName, type[Event]] = {
     EventName.QUEUED: Queued,
+    EventName.LOADING: Loading,
     EventName.STARTED: Started,
     EventName.DELTA: Delta,
     EventName.DONE: Done,

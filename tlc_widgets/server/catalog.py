@@ -144,10 +144,25 @@ class Catalog:
         """Slots for `model` across the upstreams that offer it (at least 1, for the ETA)."""
         return sum(u.slots_for(model) for u in self.upstreams if model in u.models) or 1
 
+    def loaded_on(self, model: str) -> list[Upstream]:
+        """The answering upstreams that have `model` loaded now."""
+        return [u for u in self.serving(model) if u.models[model].loaded]
+
+    def ready_on(self, model: str) -> list[Upstream]:
+        """Where a request for `model` may go now: upstreams that have it loaded, and those
+        that load on their own (no LM Studio loading endpoint to ask first)."""
+        return [u for u in self.serving(model) if u.models[model].loaded or not u.loads_on_demand]
+
+    def load_target(self, model: str) -> Upstream | None:
+        """Where to load `model` when no upstream has it loaded: the least busy that offers it."""
+        offering = self.serving(model)
+        return min(offering, key=lambda u: sum(p.busy for p in self.pools(u)), default=None)
+
     def free_pool(self, model: str) -> Pool | None:
-        """The least busy pool with a free slot on an upstream that has `model`."""
+        """The least busy pool with a free slot on an upstream that has `model` loaded: a
+        machine that would have to load it first gets no request until it is loaded."""
         best: Pool | None = None
-        for upstream in self.serving(model):
+        for upstream in self.ready_on(model):
             pool = self.pool_for(upstream, model)
             if pool.free and (best is None or pool.busy < best.busy):
                 best = pool

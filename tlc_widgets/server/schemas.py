@@ -22,6 +22,8 @@ __all__ = [
     "HistoryList",
     "LiveRequest",
     "LiveRequests",
+    "ModelLoadState",
+    "ModelOrder",
     "ModelRow",
     "Models",
     "Outcome",
@@ -105,8 +107,26 @@ class ModelRow(BaseModel):
     practice: bool = Field(description="The practice model (not an LLM).")
     upstreams: list[str]
     loaded: bool
+    loading: float | None = Field(None, description="Progress of a load in flight (0 … 1).")
+    load_time_s: float | None = Field(
+        None, description="How long its last load took: 'loads on first use, about N s'."
+    )
     slots: int
     preset: dict[str, Any]
+
+
+class ModelOrder(BaseModel):
+    """An admin's order to load or unload a model."""
+
+    model: str = Field(min_length=1, max_length=200)
+    ttl: int | None = Field(None, ge=1, description="LM Studio's idle time-to-live, seconds.")
+
+
+class ModelLoadState(BaseModel):
+    model: str
+    loaded: bool = Field(description="Loaded on at least one answering upstream.")
+    loading: float | None = Field(description="Progress of a load in flight (0 … 1).")
+    failure: str | None = Field(description="Why its last load failed, until one succeeds.")
 
 
 class Models(BaseModel):

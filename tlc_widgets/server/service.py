@@ -43,6 +43,7 @@ from .dispatcher import Dispatcher, error_event
 from .history import History
 from .limits import RateLimiter, estimate_tokens
 from .logline import log_change
+from .model_loads import ModelLoads
 from .positions import Positions
 from .records import Record, RecordStore
 from .scheduler import Entry, FairScheduler
@@ -77,6 +78,14 @@ class QueueService:
             self.stats,
             settings.position_interval_s,
             self._notify,
+        )
+        self.loads = ModelLoads(
+            self.catalog,
+            self.scheduler,
+            self.store,
+            task_group,
+            on_loaded=self.dispatcher.fill,
+            on_failed=self.mark_dirty,
         )
         self.presets = settings.presets()
         self._changed = anyio.Event()  # replaced on every change; monitors wait on it
@@ -131,6 +140,7 @@ class QueueService:
     async def refresh_upstreams(self) -> None:
         await self.catalog.refresh()
         self._fail_stranded()
+        self.loads.ensure_all()
         self.dispatcher.fill()
 
     def _upstream_down(self) -> None:
@@ -212,6 +222,8 @@ class QueueService:
         record.timeout = asyncio.get_running_loop().call_later(
             s.queue_timeout_s, self._expire, record
         )
+        self.loads.ensure(model)  # loaded nowhere yet: one load, for everyone who waits
+        self.loads.greet(record)
         self.dispatcher.fill()
         self.mark_dirty()
         return record

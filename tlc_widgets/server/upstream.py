@@ -45,6 +45,7 @@ class UpstreamFailure(Exception):
 class ModelInfo:
     loaded: bool = True
     parallel: int | None = None  #: None: the upstream did not say; use the upstream's slots
+    instances: tuple[str, ...] = ()  #: LM Studio's loaded instance ids (to unload them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,9 @@ class Upstream:
         self.models: dict[str, ModelInfo] = {}
         self.reachable = False
         self.per_model_slots = False  #: True when the upstream reported `parallel`
+        #: False once it turned out to have no LM Studio loading endpoint: then its requests go
+        #: to it whether or not it lists a model as loaded, and it loads (or refuses) itself
+        self.loads_on_demand = True
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeouts.connect_s, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
@@ -109,7 +113,8 @@ class Upstream:
             parallel = [int(i.get("config", {}).get("parallel") or 1) for i in instances]
             # JIT loading: a listed model that is not loaded yet still answers (LM Studio loads
             # it on first use), so it is offered, with the upstream's default slots.
-            models[entry["key"]] = ModelInfo(loaded=bool(instances), parallel=sum(parallel) or None)
+            ids = tuple(str(i.get("id", entry["key"])) for i in instances)
+            models[entry["key"]] = ModelInfo(bool(instances), sum(parallel) or None, ids)
         return models
 
     async def _openai_models(self) -> dict[str, ModelInfo]:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends
 from ..auth import Identity
 from ..deps import caller_of, service_of
 from ..records import Record
-from ..schemas import AdminState, LiveRequest, LiveRequests
+from ..schemas import AdminState, LiveRequest, LiveRequests, ModelLoadState, ModelOrder
 from ..service import QueueService
 from ..views import live
 
@@ -70,6 +70,32 @@ async def live_requests(service: Admin) -> LiveRequests:
     """Every live (queued or running) request of every user, in the order they would start."""
     rows = [_row(record, position) for record, position in live(service)]
     return LiveRequests(**service.state(), requests=rows)
+
+
+@router.post("/models/load", response_model=ModelLoadState, status_code=202)
+async def load_model(order: ModelOrder, service: Admin) -> ModelLoadState:
+    """Load a model ahead of a class (LM Studio's `ttl` passes through). The load runs in
+    the background; follow it in `/api/models` (or `tlc models load NAME`, which waits)."""
+    model = await service.catalog.resolve(order.model)
+    service.loads.ensure(model, order.ttl)
+    return _load_state(service, model)
+
+
+@router.post("/models/unload", response_model=ModelLoadState)
+async def unload_model(order: ModelOrder, service: Admin) -> ModelLoadState:
+    """Unload a model from every upstream that has it loaded (frees the machine's memory)."""
+    model = await service.catalog.resolve(order.model)
+    await service.loads.unload(model)
+    return _load_state(service, model)
+
+
+def _load_state(service: QueueService, model: str) -> ModelLoadState:
+    return ModelLoadState(
+        model=model,
+        loaded=bool(service.catalog.loaded_on(model)),
+        loading=service.loads.progress_of(model),
+        failure=service.loads.failures.get(model),
+    )
 
 
 def _row(record: Record, position: int | None) -> LiveRequest:

@@ -53,6 +53,8 @@ async def models(service: Service) -> Models:
                 practice=name.startswith("practice-"),
                 upstreams=[u.base_url for u in where],
                 loaded=any(u.models[name].loaded for u in where),
+                loading=service.loads.progress_of(name),
+                load_time_s=service.loads.loader.load_times.get(name),
                 slots=catalog.slots_for(name),
                 preset=preset.model_dump(),
             )

@@ -8,10 +8,10 @@ Shapes follow what LM Studio sends (see /work/shared/reference/UPSTREAMS.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from tlc_widgets.practice.settings import DESCRIPTION, ModelSpec
+from tlc_widgets.practice.settings import DESCRIPTION, EMBED_DESCRIPTION, ModelSpec
 
 __all__ = [
     "CONTEXT_LENGTH",
@@ -22,6 +22,7 @@ __all__ = [
     "models_openai",
     "no_models_loaded",
     "server_error",
+    "wrong_kind",
 ]
 
 CONTEXT_LENGTH = 8192
@@ -40,6 +41,23 @@ def model_not_found(name: str, available: Iterable[str]) -> dict[str, Any]:
     return {
         "error": {
             "message": f'Model "{name}" not found. Available: {", ".join(available)}',
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+
+
+def wrong_kind(name: str, kind: str) -> dict[str, Any]:
+    """400: an embedding model asked to chat, or a chat model asked for embeddings."""
+    what = (
+        "an embedding model: it turns text into vectors"
+        if kind == "embeddings"
+        else ("a text model: it writes text, it does not make embeddings")
+    )
+    return {
+        "error": {
+            "message": f'Model "{name}" is {what}. Choose a model of the right type.',
             "type": "invalid_request_error",
             "param": "model",
             "code": "model_not_found",
@@ -69,12 +87,12 @@ def server_error(message: str) -> dict[str, Any]:
 
 
 def models_openai(specs: Sequence[ModelSpec], loaded: bool) -> dict[str, Any]:
-    """`GET /v1/models`."""
+    """`GET /v1/models`: every model LM Studio could serve (JIT loads the others)."""
     data = [{"id": s.id, "object": "model", "owned_by": "organization_owner"} for s in specs]
     return {"object": "list", "data": data if loaded else []}
 
 
-def models_api_v0(specs: Sequence[ModelSpec], loaded: bool) -> dict[str, Any]:
+def models_api_v0(specs: Sequence[ModelSpec], is_loaded: Callable[[str], bool]) -> dict[str, Any]:
     """`GET /api/v0/models` (LM Studio 0.3.6+ native REST)."""
     return {
         "object": "list",
@@ -82,12 +100,12 @@ def models_api_v0(specs: Sequence[ModelSpec], loaded: bool) -> dict[str, Any]:
             {
                 "id": s.id,
                 "object": "model",
-                "type": "llm",
+                "type": "embeddings" if s.kind == "embeddings" else "llm",
                 "publisher": "tlc",
-                "arch": "markov",
+                "arch": "markov" if s.kind == "llm" else "hashed-bag-of-words",
                 "compatibility_type": "gguf",
                 "quantization": "none",
-                "state": "loaded" if loaded else "not-loaded",
+                "state": "loaded" if is_loaded(s.id) else "not-loaded",
                 "max_context_length": CONTEXT_LENGTH,
             }
             for s in specs
@@ -95,38 +113,35 @@ def models_api_v0(specs: Sequence[ModelSpec], loaded: bool) -> dict[str, Any]:
     }
 
 
-def models_api_v1(specs: Sequence[ModelSpec], loaded: bool, parallel: int) -> dict[str, Any]:
-    """`GET /api/v1/models` (LM Studio 0.4+): `parallel` is "Max Concurrent Predictions"."""
-    return {
-        "models": [
-            {
-                "type": "llm",
-                "key": s.id,
-                "display_name": s.display_name,
-                "publisher": "tlc",
-                "architecture": "markov",
-                "quantization": None,
-                "size_bytes": s.size_bytes,
-                "params_string": None,
-                "loaded_instances": (
-                    [
-                        {
-                            "id": s.id,
-                            "config": {"context_length": CONTEXT_LENGTH, "parallel": parallel},
-                        }
-                    ]
-                    if loaded
-                    else []
-                ),
-                "max_context_length": CONTEXT_LENGTH,
-                "format": "gguf",
-                "capabilities": {
-                    "vision": False,
-                    "trained_for_tool_use": False,
-                    "reasoning": s.reasoning,
-                },
-                "description": DESCRIPTION,
-            }
-            for s in specs
-        ]
+def _v1_entry(spec: ModelSpec, instances: list[dict[str, Any]]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "type": "llm" if spec.kind == "llm" else "embedding",
+        "key": spec.id,
+        "display_name": spec.display_name,
+        "publisher": "tlc",
+        "architecture": "markov",
+        "quantization": None,
+        "size_bytes": spec.size_bytes,
+        "params_string": None,
+        "loaded_instances": instances,
+        "max_context_length": CONTEXT_LENGTH,
+        "format": "gguf",
+        "capabilities": {
+            "vision": False,
+            "trained_for_tool_use": False,
+            "reasoning": spec.reasoning,
+        },
+        "description": DESCRIPTION,
     }
+    if spec.kind != "llm":
+        # LM Studio leaves these out for embedding models; the display name says what it is.
+        del entry["architecture"], entry["capabilities"]
+        entry["description"] = EMBED_DESCRIPTION
+    return entry
+
+
+def models_api_v1(
+    specs: Sequence[ModelSpec], instances: Callable[[str], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """`GET /api/v1/models` (LM Studio 0.4+): `parallel` is "Max Concurrent Predictions"."""
+    return {"models": [_v1_entry(s, instances(s.id)) for s in specs]}

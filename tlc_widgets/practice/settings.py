@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BUILTIN_MODELS", "DESCRIPTION", "ModelSpec", "PracticeSettings"]
+__all__ = ["BUILTIN_MODELS", "DESCRIPTION", "EMBED_DESCRIPTION", "ModelSpec", "PracticeSettings"]
 
 #: Said wherever a model is listed, so nobody mistakes the practice model for a real LLM.
 DESCRIPTION = "practice model (statistical text generator, not an LLM)"
+#: The same for the embedding model: its vectors count words, they do not capture meaning.
+EMBED_DESCRIPTION = "practice embeddings (hashed bag of words, not semantic)"
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,22 @@ class ModelSpec:
     reasoning: bool = False
     #: A pretend file size, so `/api/v1/models` looks like a real catalogue.
     size_bytes: int = 1_000_000
+    #: "llm" writes text; "embeddings" only turns text into vectors (LM Studio's types).
+    kind: str = "llm"
 
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("practice-fast", "Practice Fast — " + DESCRIPTION, 120.0, 0.05),
     ModelSpec("practice-small", "Practice Small — " + DESCRIPTION, 40.0, 0.2),
     ModelSpec("practice-thinker", "Practice Thinker — " + DESCRIPTION, 30.0, 0.3, reasoning=True),
+    ModelSpec(
+        "practice-embed",
+        "Practice Embed — " + EMBED_DESCRIPTION,
+        0.0,
+        0.0,
+        size_bytes=100_000,
+        kind="embeddings",
+    ),
 )
 
 

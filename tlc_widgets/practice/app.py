@@ -23,6 +23,8 @@ from fastapi.responses import JSONResponse
 from tlc_widgets.practice import catalog
 from tlc_widgets.practice.app_server import PracticeServer
 from tlc_widgets.practice.endpoints import add_openai_routes
+from tlc_widgets.practice.models_routes import add_model_routes
+from tlc_widgets.practice.native_chat import add_native_chat
 from tlc_widgets.practice.settings import PracticeSettings
 from tlc_widgets.practice.streams import HideDropTraceback
 
@@ -75,29 +77,13 @@ def create_app(settings: PracticeSettings | None = None) -> FastAPI:
     )
     app.state.practice = server  # for tests and lessons that want to look inside
 
-    def loaded() -> bool:
-        return not server.faults.no_models_loaded
-
-    @app.get("/v1/models")
-    async def models_openai() -> dict[str, Any]:
-        return catalog.models_openai(list(server.specs.values()), loaded())
-
-    @app.get("/api/v0/models")
-    async def models_api_v0() -> dict[str, Any]:
-        return catalog.models_api_v0(list(server.specs.values()), lambda _: loaded())
-
-    @app.get("/api/v1/models")
-    async def models_api_v1() -> dict[str, Any]:
-        specs = list(server.specs.values())
-        config = {"context_length": catalog.CONTEXT_LENGTH, "parallel": server.settings.parallel}
-        return catalog.models_api_v1(
-            specs, lambda key: [{"id": key, "config": config}] if loaded() else []
-        )
+    add_model_routes(app, server)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         return await server.chat(request)
 
     add_openai_routes(app, server)
+    add_native_chat(app, server)
     _practice_routes(app, server)
     return app

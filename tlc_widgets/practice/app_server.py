@@ -24,6 +24,7 @@ from tlc_widgets.practice.answer import plan_answer
 from tlc_widgets.practice.chat import ChatWriter
 from tlc_widgets.practice.faults import Faults
 from tlc_widgets.practice.generator import default_model
+from tlc_widgets.practice.lifecycle import Instance, Lifecycle, LoadFailed
 from tlc_widgets.practice.requests import BadRequest, parse_chat_request
 from tlc_widgets.practice.settings import ModelSpec, PracticeSettings
 from tlc_widgets.practice.slots import Lease, Slots
@@ -41,6 +42,10 @@ class PracticeServer:
         self.model = default_model()
         self.slots = Slots(self.specs, settings.parallel)
         self.faults = Faults.from_settings(settings)
+        self.lifecycle = Lifecycle(
+            self.specs, self.slots, settings.loaded_at_start, settings.default_ttl_s
+        )
+        self.slots.on_release = self.lifecycle.touch
         self.started = int(time.time())
         self.default_chat = next(iter(self.chat_models()), "")
         self.default_embed = next((s.id for s in self.specs.values() if s.kind == "embeddings"), "")
@@ -65,10 +70,23 @@ class PracticeServer:
         except ValueError as exc:
             raise BadRequest(f"Invalid JSON: {exc}") from exc
 
-    async def admit(
-        self, request: Request, model: str, kind: str
-    ) -> tuple[ModelSpec, Lease] | Response:
-        """A slot of `model` for this request, or the error response to send instead."""
+    def load_time(self) -> float:
+        """How long a load takes now: the live fault if set, else the setting."""
+        live = self.faults.load_time_s
+        return self.settings.default_load_time_s if live is None else live
+
+    async def jit_load(self, model: str, ttl_s: float | None) -> Instance:
+        """Load `model` on first use (or join its load), with the request's TTL or the default."""
+        return await self.lifecycle.load(
+            model,
+            seconds=self.load_time(),
+            failure=self.faults.load_failure,
+            ttl_s=self.lifecycle.default_ttl_s if ttl_s is None else ttl_s,
+        )
+
+    def spec_for(self, model: str, kind: str) -> ModelSpec | Response:
+        """The model asked for, or the error response (faults, unknown name, wrong type)."""
+        self.lifecycle.sweep()
         if self.faults.no_models_loaded:
             return JSONResponse(catalog.no_models_loaded(), status_code=404)
         spec = self.specs.get(model)
@@ -77,6 +95,32 @@ class PracticeServer:
             return JSONResponse(body, status_code=400)
         if spec.kind != kind:
             return JSONResponse(catalog.wrong_kind(spec.id, spec.kind), status_code=400)
+        if not self.lifecycle.is_loaded(spec.id) and not self.settings.jit_loading:
+            return JSONResponse(catalog.not_loaded(spec.id), status_code=404)
+        return spec
+
+    async def admit(
+        self, request: Request, model: str, kind: str, ttl_s: float | None = None
+    ) -> tuple[ModelSpec, Lease] | Response:
+        """A slot of `model` for this request (loading it first if need be), or the error."""
+        spec = self.spec_for(model, kind)
+        if isinstance(spec, Response):
+            return spec
+        if not self.lifecycle.is_loaded(spec.id):
+
+            async def attempt() -> Instance | LoadFailed:
+                try:
+                    return await self.jit_load(spec.id, ttl_s)
+                except LoadFailed as exc:  # returned: a task group would wrap it in a group
+                    return exc
+
+            loaded = await unless_disconnected(request, attempt)
+            if loaded is None:
+                return Response(status_code=499)
+            if isinstance(loaded, LoadFailed):
+                body = catalog.load_failed(loaded.code, str(loaded))
+                return JSONResponse(body, status_code=500)
+        self.lifecycle.touch(spec.id, ttl_s)
         lease = await unless_disconnected(request, lambda: self.slots.acquire(spec.id))
         if lease is None:
             return Response(status_code=499)  # nobody is listening any more
@@ -100,7 +144,7 @@ class PracticeServer:
         except BadRequest as exc:
             return JSONResponse(catalog.bad_request(str(exc)), status_code=400)
         faults = self.faults  # a request keeps the faults it arrived with
-        admitted = await self.admit(request, chat.model, "llm")
+        admitted = await self.admit(request, chat.model, "llm", chat.ttl)
         if isinstance(admitted, Response):
             return admitted
         spec, lease = admitted

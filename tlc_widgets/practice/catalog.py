@@ -16,11 +16,14 @@ from tlc_widgets.practice.settings import DESCRIPTION, EMBED_DESCRIPTION, ModelS
 __all__ = [
     "CONTEXT_LENGTH",
     "bad_request",
+    "load_failed",
     "model_not_found",
     "models_api_v0",
     "models_api_v1",
     "models_openai",
+    "native_error",
     "no_models_loaded",
+    "not_loaded",
     "server_error",
     "wrong_kind",
 ]
@@ -63,6 +66,30 @@ def wrong_kind(name: str, kind: str) -> dict[str, Any]:
             "code": "model_not_found",
         }
     }
+
+
+def not_loaded(name: str) -> dict[str, Any]:
+    """404: the model exists but is not loaded, and JIT loading is off."""
+    return {
+        "error": {
+            "message": f'Model "{name}" is not loaded, and loading on first use (JIT) is off. '
+            "Load it first: `lms load` or POST /api/v1/models/load.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_loaded",
+        }
+    }
+
+
+def load_failed(code: str, message: str) -> dict[str, Any]:
+    """500 on the OpenAI endpoints: the model could not be loaded."""
+    return {"error": {"message": message, "type": "server_error", "param": "model", "code": code}}
+
+
+def native_error(kind: str, message: str, code: str | None = None) -> dict[str, Any]:
+    """An error of LM Studio's native `/api/v1` API (also the `error` event's payload)."""
+    error = {"type": kind, "message": message}
+    return {"error": error | ({"code": code} if code else {})}
 
 
 def no_models_loaded() -> dict[str, Any]:

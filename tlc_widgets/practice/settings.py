@@ -10,6 +10,7 @@ Every field can also come from an environment variable (`TLC_PRACTICE_PARALLEL=2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -106,6 +107,35 @@ class PracticeSettings(BaseSettings):
     no_models_loaded: bool = Field(
         default=False,
         description="Practice fault: act as if no model were loaded (LM Studio's error).",
+    )
+    loaded_at_start: list[str] | None = Field(
+        default=None,
+        description=(
+            "Which models are loaded when the server starts, like LM Studio after `lms load`. "
+            "Empty: all of them. [] : none, so the first request loads its model (JIT)."
+        ),
+    )
+    jit_loading: bool = Field(
+        default=True,
+        description="Load a model that is not loaded when a request asks for it (LM Studio's JIT).",
+    )
+    default_load_time_s: float = Field(
+        default=3.0, ge=0, description="Seconds a model takes to load (progress is reported)."
+    )
+    default_ttl_s: float | None = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "A model loaded on first use unloads after this many idle seconds (LM Studio's JIT "
+            "TTL, 60 min). A request's `ttl` field overrides it. Empty: never."
+        ),
+    )
+    load_failure: Literal["out_of_memory", "timeout"] | None = Field(
+        default=None,
+        description='Practice fault: loads fail, with "out_of_memory" or "timeout".',
+    )
+    load_time_s: float | None = Field(
+        default=None, ge=0, description="Practice fault: loads take this long instead."
     )
     models: list[str] | None = Field(
         default=None,

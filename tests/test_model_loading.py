@@ -102,3 +102,21 @@ async def test_a_machine_killed_mid_class_loses_nothing_accepted() -> None:
     done = sum(e == ["done"] for e in endings.values())
     # At most the requests running on the dead machine end in an error; the rest are served.
     assert done >= 12 - 2
+
+
+def test_tlc_models_load_warms_a_model_before_class(capsys: pytest.CaptureFixture[str]) -> None:
+    from tlc_widgets.cli import main
+
+    with practice_server(loaded_at_start=[], default_load_time_s=0.5) as practice:
+        with queue_server(practice.url + "/v1") as queue:
+            main(["models", "--server", queue.url])
+            before = capsys.readouterr().out
+            main(["models", "load", MODEL, "--ttl", "7200", "--server", queue.url])
+            after = capsys.readouterr().out
+            main(["models", "--server", queue.url])
+            listed = capsys.readouterr().out
+            seen = httpx.get(practice.url + "/practice/models").json()[MODEL]
+    assert f"{MODEL}" in before and "loads on first use" in before
+    assert f"{MODEL}: loaded" in after
+    assert any(line.startswith(MODEL) and "loaded" in line for line in listed.splitlines())
+    assert seen["loaded"] is True and seen["loads"] == 1

@@ -1,4 +1,4 @@
-"""`tlc` — the command line: `tlc serve`, `tlc practice`, `tlc lab`.
+"""`tlc` — the command line: `tlc serve`, `tlc practice`, `tlc lab`, `tlc models`.
 
     $ tlc serve --practice            # queue server + in-process practice model
     $ tlc serve --upstream http://localhost:1234/v1 --slots 2
@@ -161,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         pass
     else:
         add_lab_parser(sub)
+    from .models_cli import add_parser as add_models_parser
+
+    add_models_parser(sub)
     ns = parser.parse_args(argv)
     if ns.command == "serve":
         serve(ns)

@@ -81,6 +81,12 @@ async def load_model(order: ModelOrder, service: Admin) -> ModelLoadState:
     return _load_state(service, model)
 
 
+@router.get("/models/{model}", response_model=ModelLoadState)
+async def model_state(model: str, service: Admin) -> ModelLoadState:
+    """Whether a model is loaded, how far its load is, and why the last one failed."""
+    return _load_state(service, await service.catalog.resolve(model))
+
+
 @router.post("/models/unload", response_model=ModelLoadState)
 async def unload_model(order: ModelOrder, service: Admin) -> ModelLoadState:
     """Unload a model from every upstream that has it loaded (frees the machine's memory)."""

@@ -120,3 +120,26 @@ def test_tlc_models_load_warms_a_model_before_class(capsys: pytest.CaptureFixtur
     assert f"{MODEL}: loaded" in after
     assert any(line.startswith(MODEL) and "loaded" in line for line in listed.splitlines())
     assert seen["loaded"] is True and seen["loads"] == 1
+
+
+async def test_warm_models_are_loaded_ahead_and_slots_follow_a_reload() -> None:
+    with practice_server(loaded_at_start=[], default_load_time_s=0.2, parallel=2) as practice:
+        with queue_server(practice.url + "/v1", warm_models=[MODEL], refresh_s=0.1) as queue:
+            async with httpx.AsyncClient() as client:
+
+                async def slots() -> Any:
+                    ups = (await client.get(queue.url + "/api/queue")).json()["upstreams"]
+                    return ups[0]["slots"].get(MODEL) if isinstance(ups[0]["slots"], dict) else None
+
+                # Nobody asked: the warm model is loaded at start (the class starts warm).
+                while await slots() != 2:  # noqa: ASYNC110 - another server's state
+                    await anyio.sleep(0.05)
+                # The teacher reloads it in LM Studio with another `parallel`: no restart.
+                r = await client.post(
+                    practice.url + "/api/v1/models/load", json={"model": MODEL, "parallel": 3}
+                )
+                assert r.status_code == 200, r.text
+                while await slots() != 3:  # noqa: ASYNC110 - another server's state
+                    await anyio.sleep(0.05)
+                loads = (await client.get(practice.url + "/practice/models")).json()[MODEL]
+    assert loads["loaded"] is True

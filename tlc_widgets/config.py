@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Models requests may use (comma-separated). Empty: every upstream model.",
     )
+    warm_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models kept loaded during `warm_hours` (comma-separated), ready for class.",
+    )
+    warm_hours: str | None = Field(
+        None,
+        pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$",
+        description="Local hours to keep `warm_models` loaded, e.g. '08:00-16:00'. Empty: always.",
+    )
 
     @field_validator(
         "rate_student_rpm",
@@ -150,7 +159,7 @@ class Settings(BaseSettings):
         # `TLC_RATE_STUDENT_RPM=` in .env means "the default", like leaving the line out.
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("upstreams", "allowed_models", mode="before")
+    @field_validator("upstreams", "allowed_models", "warm_models", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

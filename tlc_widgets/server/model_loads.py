@@ -18,6 +18,7 @@ with the same named error.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, time
 
 from anyio.abc import TaskGroup
 
@@ -30,6 +31,20 @@ from .scheduler import FairScheduler
 from .upstream import Upstream
 
 __all__ = ["ModelLoads", "waiting_models"]
+
+
+def within(hours: str | None, now: time) -> bool:
+    """Whether `now` falls in `hours` ('08:00-16:00'; across midnight too; None: always).
+
+    >>> within("08:00-16:00", time(9, 30)), within("22:00-06:00", time(23)), within(None, time())
+    (True, True, True)
+    >>> within("08:00-16:00", time(16, 1))
+    False
+    """
+    if hours is None:
+        return True
+    start, end = (time.fromisoformat(part.zfill(5)) for part in hours.split("-"))
+    return start <= now <= end if start <= end else (now >= start or now <= end)
 
 
 def waiting_models(scheduler: FairScheduler) -> set[str]:
@@ -62,6 +77,13 @@ class ModelLoads:
         LM Studio may have unloaded an idle model when its TTL ran out)."""
         for model in waiting_models(self.scheduler):
             self.ensure(model)
+
+    def keep_warm(self, models: list[str], hours: str | None) -> None:
+        """Load the models a teacher wants ready (`warm_models`) during class hours; LM
+        Studio's TTL unloads them after hours, once nobody asks."""
+        if within(hours, datetime.now().time()):
+            for model in models:
+                self.ensure(model)
 
     def ensure(self, model: str, ttl_s: int | None = None) -> bool:
         """Start loading `model` unless it is loaded, or loading, somewhere. True if started."""

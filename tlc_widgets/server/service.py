@@ -141,6 +141,7 @@ class QueueService:
         await self.catalog.refresh()
         self._fail_stranded()
         self.loads.ensure_all()
+        self.loads.keep_warm(self.settings.warm_models, self.settings.warm_hours)
         self.dispatcher.fill()
 
     def _upstream_down(self) -> None:

@@ -30,7 +30,6 @@ from ..protocol import (
     STOPPING_RUNNING,
     Cancelled,
     ErrorCode,
-    ErrorEvent,
     Event,
     RequestBody,
     Status,
@@ -71,21 +70,15 @@ class QueueService:
         )
         self.dispatcher.on_upstream_down = self._upstream_down
         self.dispatcher.strict = settings.running_cap_strict
-        self.positions = Positions(
-            self.scheduler,
-            self.store,
-            self.catalog,
-            self.stats,
-            settings.position_interval_s,
-            self._notify,
-        )
+        parts = (self.scheduler, self.store, self.catalog, self.stats)
+        self.positions = Positions(*parts, settings.position_interval_s, self._notify)
         self.loads = ModelLoads(
             self.catalog,
             self.scheduler,
             self.store,
             task_group,
-            on_loaded=self.dispatcher.fill,
-            on_failed=self.mark_dirty,
+            self.dispatcher.fill,
+            self.mark_dirty,
         )
         self.presets = settings.presets()
         self._changed = anyio.Event()  # replaced on every change; monitors wait on it
@@ -254,10 +247,7 @@ class QueueService:
             record.timeout.cancel()
             record.timeout = None
         if record.status.terminal:
-            self.stats.served += record.status is Status.DONE
-            self.stats.requests.labels(record.status.value).inc()
-            if isinstance(record.outcome, ErrorEvent):
-                self.stats.errors.labels(record.outcome.code).inc()
+            self.stats.observe_end(record.status.value, record.outcome)
             self.store.forget_later(record)
             self.rates.spend(record.user, record.tokens)
         self._notify()

@@ -52,8 +52,20 @@ class Stats:
         self._waits: deque[float] = deque(maxlen=200)
         self._window_s = window_s
         self._token_marks: deque[tuple[float, int]] = deque()  # (second, tokens that second)
-        self.served = 0
         self._token_children: dict[str, Any] = {}  # model -> its labelled counter
+
+    @property
+    def served(self) -> int:
+        """Requests that ended `done`: read from the Prometheus counter, kept once."""
+        value = self.registry.get_sample_value("tlc_requests_total", {"outcome": "done"})
+        return int(value or 0)
+
+    def observe_end(self, status: str, outcome: object) -> None:
+        """A request ended: count it by outcome, and an error by its code."""
+        self.requests.labels(status).inc()
+        code = getattr(outcome, "code", None)
+        if code is not None:
+            self.errors.labels(code).inc()
 
     def observe_service(self, model: str, seconds: float) -> None:
         self._service[model].append(seconds)

@@ -26,7 +26,6 @@ most every `flush_s` (0.5 s) — never per token.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import sqlite3
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ..protocol import Status
+from .clock import Timer, call_later, wait_future
 from .history_rows import SCHEMA, mark_interrupted, row_as_json, row_snapshot, write_batch
 from .records import Record
 
@@ -63,7 +63,7 @@ class History:
         self._running: dict[str, tuple[Record, int]] = {}  # id -> (record, tokens saved)
         self._new: dict[str, Record] = {}  # born since the last hand-over: rows to insert
         self._changed: dict[str, Record] = {}  # changed since the last hand-over
-        self._handover: asyncio.TimerHandle | None = None
+        self._handover: Timer | None = None
         self.interrupted = 0  #: rows `open()` found left queued/running by a stopped server
 
     # ------------------------------------------------------------------ life
@@ -80,7 +80,7 @@ class History:
         )
         self._thread.start()
         try:
-            self.interrupted = await asyncio.wrap_future(ready)
+            self.interrupted = await wait_future(ready)
         except (OSError, sqlite3.Error) as exc:
             self._thread = None
             raise RuntimeError(
@@ -116,7 +116,7 @@ class History:
         elif record.status.terminal:
             self._running.pop(record.id, None)
         if self._handover is None:
-            self._handover = asyncio.get_running_loop().call_later(COALESCE_S, self._hand_over)
+            self._handover = call_later(COALESCE_S, self._hand_over)
 
     def _hand_over(self) -> None:
         """Give the writer thread the newest state of everything that changed, as one job."""
@@ -176,7 +176,7 @@ class History:
             self._hand_over()
         future: Future[T] = Future()
         self._jobs.put((fn, future))
-        return await asyncio.wrap_future(future)
+        return await wait_future(future)
 
     # ------------------------------------------------------------------ the writer thread
 

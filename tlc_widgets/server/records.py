@@ -17,7 +17,6 @@ the one way in to a terminal state, so "exactly one terminal event" holds by con
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from ..protocol import (
     event_name,
 )
 from ..sse import frame
+from .clock import Signal, Timer, call_later
 
 __all__ = ["IllegalTransition", "Record", "RecordStore"]
 
@@ -83,10 +83,10 @@ class Record:
     frames: list[bytes] = field(default_factory=list)
     last_queued: Queued | None = None
     listeners: int = 0  #: open event streams; when it drops to 0 a grace timer starts
-    timeout: asyncio.TimerHandle | None = None  #: the queue-wait deadline while queued
+    timeout: Timer | None = None  #: the queue-wait deadline while queued
     #: called with the record after every status change (logging, metrics, history)
     on_change: Callable[[Record], None] | None = None
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: Signal = field(default_factory=Signal)
 
     @classmethod
     def new(cls, **kwargs: Any) -> Record:
@@ -115,8 +115,7 @@ class Record:
     def nudge(self) -> None:
         """Wake every waiter without an event: streams that find nothing new send a ping.
         One periodic nudge for all streams is far cheaper than a timer around every wait."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.fire()
 
     @property
     def outcome_code(self) -> str | None:
@@ -205,8 +204,7 @@ class Record:
         self.frames.append(_frame(event_name(event), event_data(event), len(self.frames) + 1))
         # Waking by replacing the Event: every waiter of the old one runs once, new waiters
         # wait for the next append. No per-subscriber queues to fill or forget.
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.fire()
 
 
 class RecordStore:
@@ -236,7 +234,7 @@ class RecordStore:
                 record.nudge()
 
     def forget_later(self, record: Record) -> None:
-        asyncio.get_running_loop().call_later(self._retain_s, self.discard, record.id)
+        call_later(self._retain_s, lambda: self.discard(record.id))
 
     def __len__(self) -> int:
         return len(self._records)

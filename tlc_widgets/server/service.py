@@ -17,7 +17,6 @@ background tasks for the length of the app's lifespan.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +37,7 @@ from .admission import validate
 from .api_error import ApiError
 from .auth import Role
 from .catalog import Catalog
+from .clock import call_later
 from .dispatcher import Dispatcher, error_event
 from .history import History
 from .limits import RateLimiter, estimate_tokens
@@ -213,9 +213,7 @@ class QueueService:
         self.scheduler.push(Entry(record.id, user, model, body.priority, cap))
         self._on_record_change(record)
         record.emit(self.positions.of(record))
-        record.timeout = asyncio.get_running_loop().call_later(
-            s.queue_timeout_s, self._expire, record
-        )
+        record.timeout = call_later(s.queue_timeout_s, lambda: self._expire(record))
         self.loads.ensure(model)  # loaded nowhere yet: one load, for everyone who waits
         self.loads.greet(record)
         self.dispatcher.fill()

@@ -18,7 +18,6 @@ keep-alive and headers.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,6 +25,7 @@ import anyio
 from starlette.responses import StreamingResponse
 
 from ..sse import KEEPALIVE, frame
+from .clock import call_later
 from .records import Record
 from .service import QueueService
 from .views import snapshot
@@ -59,7 +59,7 @@ async def listening(queue: QueueService, record: Record) -> AsyncIterator[None]:
                     queue.cancel(record, by="disconnect")
 
             grace = queue.settings.disconnect_grace_s
-            asyncio.get_running_loop().call_later(grace, cancel_if_abandoned)
+            call_later(grace, cancel_if_abandoned)
 
 
 async def record_frames(queue: QueueService, record: Record, after: int) -> AsyncIterator[bytes]:

@@ -15,14 +15,13 @@ Another user's id answers 404, exactly like an id that never existed, so ids do 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from ...protocol import ACCEPTED, ErrorCode, RequestBody, Status, event_name
+from ...protocol import ACCEPTED, ErrorCode, RequestBody, Status, event_data, event_name
 from ...sse import frame
 from ..api_error import ApiError
 from ..auth import Identity
@@ -182,5 +181,7 @@ def describe(record: Record) -> RequestView:
         reasoning="".join(record.reasoning),
         tokens=record.tokens,
         timings=record.timings(),
-        outcome=None if outcome is None else Outcome(event=event_name(outcome), **asdict(outcome)),
+        outcome=None
+        if outcome is None
+        else Outcome(event=event_name(outcome), **event_data(outcome)),
     )

@@ -33,6 +33,7 @@ from ..config import ModelPreset, Settings
 from ..protocol import ErrorCode, RequestBody, error_body
 from . import admin, history_api, openai_door
 from .auth import AuthMiddleware, Keys, identity_of
+from .guard import install_guard
 from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .records import Record
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_guard(app, settings)  # outermost: foreign Host, cross-site calls, CORS
 
     def queue_of(request: Request) -> QueueService:
         return request.app.state.queue  # type: ignore[no-any-return]

@@ -167,7 +167,7 @@ class OriginGuardMiddleware:
     def origin_allowed(self, origin: str, host: str | None) -> bool:
         """Same origin as `host` (name and port), or listed in `TLC_CORS_ORIGINS`.
 
-        >>> guard = OriginGuardMiddleware(None, ["https://hub.example.org"])  # type: ignore[arg-type]
+        >>> guard = OriginGuardMiddleware(None, ["https://hub.example.org"])
         >>> guard.origin_allowed("http://127.0.0.1:8000", "127.0.0.1:8000")
         True
         >>> guard.origin_allowed("http://localhost:8888", "localhost:8000")

@@ -129,13 +129,16 @@ async def test_only_allowed_models_are_offered_and_served() -> None:
 
 
 async def test_rate_limits_answer_429_with_retry_after() -> None:
-    keys = "sk-ada-0001:ada:student,sk-bob-0002:bob:student,sk-tina-003:tina:teacher"
+    keys = (
+        "sk-ada-0001-abcdef:ada:student,sk-bob-0002-abcdef:bob:student,"
+        "sk-tina-003-abcdef:tina:teacher"
+    )
     with practice_server() as practice:
         limits = {"keys": keys, "rate_student_rpm": 2, "rate_teacher_tpm": 50}
         with queue_server(practice.url + "/v1", **limits) as queue:
             ada, bob, tina = (
                 httpx.AsyncClient(base_url=queue.url, headers={"Authorization": f"Bearer {k}"})
-                for k in ("sk-ada-0001", "sk-bob-0002", "sk-tina-003")
+                for k in ("sk-ada-0001-abcdef", "sk-bob-0002-abcdef", "sk-tina-003-abcdef")
             )
             async with ada, bob, tina:
                 for _ in range(2):

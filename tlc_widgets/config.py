@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         65_536, ge=1024, description="Largest request line + headers, in bytes (then 431)."
     )
     max_connections: int = Field(
-        1000, ge=1, description="Most open connections (lowered to fit the open-file limit)."
+        4096, ge=1, description="Most open connections (lowered to fit the open-file limit)."
     )
     upstream_keys: SecretStr | None = Field(
         None,

@@ -101,7 +101,7 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     header_timeout_s: ClassVar[float] = 10.0
     max_header_bytes: ClassVar[int] = 65_536
-    max_connections: ClassVar[int] = 1000
+    max_connections: ClassVar[int] = 4096
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

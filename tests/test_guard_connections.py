@@ -133,3 +133,19 @@ def test_the_cap_fits_the_open_file_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     settings = Settings(_env_file=None, max_connections=10**9)  # type: ignore[call-arg]
     assert connection_cap(settings) < soft
+
+
+def test_the_slow_header_bench_runs_and_health_answers_throughout() -> None:
+    """`bench/slow_headers.py --smoke`: the figure is the bench's; here only that it runs,
+    that the attack reached the cap and the timeout, and that no probe failed."""
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench import slow_headers
+
+    data = slow_headers.main(["--smoke"]).data
+    assert data["probes_ok"] and not data["probes_failed"], data
+    assert {"answered 408", "answered 503"} <= set(data["attacker"]), data["attacker"]

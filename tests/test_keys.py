@@ -116,3 +116,20 @@ def test_tlc_serve_refuses_a_network_bind_without_keys_and_bad_keys(tmp_path: Pa
         done = _serve(*args, **env)
         assert done.returncode != 0 and named in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_network_bind_needs_keys_or_the_operator_s_word(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tlc_widgets.server.guard import check_exposure
+
+    for host in ("0.0.0.0", "::", "192.168.1.5", "teacher-pc.local"):
+        with pytest.raises(ValueError, match=f"Refusing to bind {host} without keys"):
+            check_exposure(Settings(_env_file=None, host=host), keyed=False)  # type: ignore[call-arg]
+        check_exposure(Settings(_env_file=None, host=host), keyed=True)  # type: ignore[call-arg]
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_exposure(Settings(_env_file=None, host=host), keyed=False)  # type: ignore[call-arg]
+    monkeypatch.setenv("TLC_ANYONE_ON_THE_NETWORK", "1")
+    with caplog.at_level("WARNING", logger="tlc.guard"):
+        check_exposure(Settings(_env_file=None, host="0.0.0.0"), keyed=False)  # type: ignore[call-arg]
+    assert "anyone who can reach this machine" in caplog.text

@@ -123,8 +123,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().data_received(data)
         if self._timer is not None:
             self._header_bytes += len(data)
-            if self.cycle is not self._armed_cycle:
-                self._disarm()  # its headers are complete: the app has the request
+            if self.cycle is not self._armed_cycle or self.transport.get_protocol() is not self:
+                self._disarm()  # headers complete: the app (or a WebSocket upgrade) has it
             elif self._header_bytes > self.max_header_bytes:
                 self._refuse(ErrorCode.HEADERS_TOO_LARGE)
 

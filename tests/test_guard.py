@@ -149,3 +149,22 @@ async def test_configured_hosts_and_cors_origins_are_let_in() -> None:
             r = await client.post("/api/admin/drain", headers={"Origin": EVIL})
             assert r.json()["error"]["code"] == "cross_origin"
             assert (await client.get("/api/queue")).json()["draining"] is False
+
+
+def test_host_names_on_a_network_bind() -> None:
+    import socket
+
+    from tlc_widgets.config import Settings
+    from tlc_widgets.server.guard import HostNames
+
+    names = HostNames.from_settings(Settings(_env_file=None, host="0.0.0.0"))  # type: ignore[call-arg]
+    machine = socket.gethostname().lower()
+    # What a student on the LAN types: the address the connection arrived on, or the name.
+    assert names.allows("192.168.1.5:8000", local_address="192.168.1.5")
+    assert names.allows(f"{machine}:8000") and names.allows(f"{machine}.local")
+    assert not names.allows("192.168.1.6:8000", local_address="192.168.1.5")
+    assert not names.allows("0.0.0.0:8000") and not names.allows("evil.example")
+    assert HostNames(["*"]).allows("anything.example")
+    assert not HostNames(["*.example.org"]).allows("example.org")  # subdomains only
+    bound = HostNames.from_settings(Settings(_env_file=None, host="queue.lan"))  # type: ignore[call-arg]
+    assert bound.allows("queue.lan:8000") and bound.allows("QUEUE.LAN.")

@@ -59,6 +59,7 @@ log = logging.getLogger("tlc.guard")
 PRIVATE_PREFIXES = ("/api/history", "/api/requests", "/api/admin")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
+_COMMON_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def is_loopback(host: str) -> bool:
@@ -113,11 +114,13 @@ class HostNames:
 
     def allows(self, host_header: str, local_address: str | None = None) -> bool:
         name, _ = split_host(host_header)
-        if self.any or is_loopback(name) or name in self.exact:
+        if self.any or name in _COMMON_LOOPBACK or name in self.exact:
             return True
         if local_address is not None and name == local_address.lower():
             return True  # the address this very connection arrived on: the server's own
-        return bool(self.suffixes) and name.endswith(self.suffixes)
+        if self.suffixes and name.endswith(self.suffixes):
+            return True
+        return is_loopback(name)  # last: parsing an address costs more than a set lookup
 
     def describe(self) -> str:
         listed = ["localhost", "127.0.0.1", "::1", *sorted(self.exact)]

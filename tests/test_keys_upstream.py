@@ -56,3 +56,12 @@ def test_tlc_serve_refuses_an_upstream_key_for_no_upstream() -> None:
     assert done.returncode != 0
     assert "--upstream-key) entry 1: http://127.0.0.1:9/v1 is not an upstream" in done.stderr
     assert "sk-secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_headers_do_not_recheck_urls_once_started() -> None:
+    # With --practice the upstreams are replaced after the start-up check: no error then.
+    practice = Settings(
+        _env_file=None, upstreams=["http://127.0.0.1:7/v1"], upstream_keys=f"{A}=sk-a"
+    )  # type: ignore[call-arg]
+    assert upstream_headers(practice, "http://127.0.0.1:7/v1") == {}
+    assert upstream_headers(practice, A) == {"Authorization": "Bearer sk-a"}

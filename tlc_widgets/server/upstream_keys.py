@@ -26,7 +26,7 @@ __all__ = ["upstream_headers", "upstream_keys"]
 _WHERE = "TLC_UPSTREAM_KEYS (--upstream-key)"
 
 
-def upstream_keys(settings: Settings) -> dict[str | None, str]:
+def upstream_keys(settings: Settings, *, check_urls: bool = True) -> dict[str | None, str]:
     """Base URL → key (`None`: every upstream without one of its own); `{}` without keys.
 
     Raises `ValueError` naming the entry for what cannot be right: `URL=` with no key, a URL
@@ -46,7 +46,7 @@ def upstream_keys(settings: Settings) -> dict[str | None, str]:
             url, key = given.strip().rstrip("/"), key.strip()
             if not sep or not key:
                 raise ValueError(f"{_WHERE} entry {n}: write URL=KEY, or KEY for every upstream.")
-            if url not in settings.upstreams:
+            if check_urls and url not in settings.upstreams:
                 upstreams = ", ".join(settings.upstreams)
                 raise ValueError(f"{_WHERE} entry {n}: {url} is not an upstream ({upstreams}).")
         if url in keys:
@@ -60,7 +60,11 @@ def upstream_keys(settings: Settings) -> dict[str | None, str]:
 
 
 def upstream_headers(settings: Settings, url: str) -> dict[str, str]:
-    """The headers every call to the upstream at base URL `url` carries (`{}`: none)."""
-    keys = upstream_keys(settings)
+    """The headers every call to the upstream at base URL `url` carries (`{}`: none).
+
+    URLs are not checked against `settings.upstreams` here (`tlc serve` checked them at
+    start): with `--practice` the upstreams are replaced by the in-process practice model.
+    """
+    keys = upstream_keys(settings, check_urls=False)
     key = keys.get(url.rstrip("/"), keys.get(None))
     return {"Authorization": f"Bearer {key}"} if key else {}

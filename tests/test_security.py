@@ -19,11 +19,17 @@ from tlc_widgets.serving import BackgroundServer
 pytestmark = pytest.mark.anyio
 
 KEYS = (
-    "sk-ada-0001:ada:student,sk-bob-0002:bob:student,sk-tina-003:tina:teacher,sk-root-04:root:admin"
+    "sk-ada-0001-abcdef:ada:student,sk-bob-0002-abcdef:bob:student,"
+    "sk-tina-003-abcdef:tina:teacher,sk-root-04-abcdef:root:admin"
 )
 ADA, BOB, TINA, ROOT = (
     {"Authorization": f"Bearer {key}"}
-    for key in ("sk-ada-0001", "sk-bob-0002", "sk-tina-003", "sk-root-04")
+    for key in (
+        "sk-ada-0001-abcdef",
+        "sk-bob-0002-abcdef",
+        "sk-tina-003-abcdef",
+        "sk-root-04-abcdef",
+    )
 )
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -50,7 +56,11 @@ async def test_no_key_or_a_wrong_key_is_401_on_both_doors(
     ]
     refused = 0
     async with httpx.AsyncClient(base_url=queue.url) as client:
-        for headers in ({}, {"Authorization": "Bearer sk-nope"}, {"Authorization": "sk-ada-0001"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer sk-nope"},
+            {"Authorization": "sk-ada-0001-abcdef"},
+        ):
             for method, path, body in calls:
                 r = await client.request(method, path, json=body, headers=headers)
                 assert r.json()["error"]["code"] == "unauthorized", (path, r.text)
@@ -67,7 +77,7 @@ async def test_no_key_or_a_wrong_key_is_401_on_both_doors(
         with pytest.raises(openai.AuthenticationError):
             await oa.chat.completions.create(model="practice-fast", **CHAT)
     # …and with a key, the OpenAI client works unchanged: api_key is the Bearer token.
-    oa = openai.AsyncOpenAI(base_url=queue.url + "/v1", api_key="sk-ada-0001", max_retries=0)
+    oa = openai.AsyncOpenAI(base_url=queue.url + "/v1", api_key="sk-ada-0001-abcdef", max_retries=0)
     async with oa:
         reply = await oa.chat.completions.create(model="practice-fast", user="mallory", **CHAT)
         assert reply.choices[0].message.content
@@ -225,41 +235,42 @@ def test_keys_come_from_a_toml_file_and_tlc_keys_and_bad_lines_are_named(
 ) -> None:
     keys_file = tmp_path / "keys.toml"
     keys_file.write_text(
-        '[keys."sk-file-ada"]\nuser = "ada"\nrole = "teacher"\n'
-        '[keys."sk-file-cy"]\nuser = "cy"\n'  # no role: the least one
+        '[keys."sk-file-ada-abcdef"]\nuser = "ada"\nrole = "teacher"\n'
+        '[keys."sk-file-cy-abcdef"]\nuser = "cy"\n'  # no role: the least one
     )
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         keys_file=keys_file,
-        keys="sk:with:colons:bob:admin, sk-file-ada:ada:student",
+        keys="sk:with:colons:abcdef:bob:admin, sk-tlc-keys-ada-01:ada:student",
     )
     keys = Keys.from_settings(settings)
-    assert len(keys) == 3
-    assert keys.identify("Bearer sk:with:colons") == Identity("bob", Role.ADMIN)
-    assert keys.identify("bearer sk-file-ada").role is Role.STUDENT  # TLC_KEYS wins
-    assert keys.identify("Bearer sk-file-cy") == Identity("cy", Role.STUDENT)
-    for header in (None, "", "Bearer", "Basic sk-file-cy", "Bearer sk-file-c"):
+    assert len(keys) == 4  # a key in both the file and TLC_KEYS is refused: see test_keys.py
+    assert keys.identify("Bearer sk:with:colons:abcdef") == Identity("bob", Role.ADMIN)
+    assert keys.identify("bearer sk-file-ada-abcdef").role is Role.TEACHER
+    assert keys.identify("bearer sk-tlc-keys-ada-01").role is Role.STUDENT
+    assert keys.identify("Bearer sk-file-cy-abcdef") == Identity("cy", Role.STUDENT)
+    for header in (None, "", "Bearer", "Basic sk-file-cy-abcdef", "Bearer sk-file-cy-abcde"):
         with pytest.raises(ApiError) as refused:
             keys.identify(header)
         assert refused.value.status == 401
     for bad, named in (
-        ("sk-x:ada:wizard", "role must be one of student, teacher, admin"),
-        ("sk-x:ada", "key:user:role"),
-        ("sk-x::student", "user must be"),
+        ("sk-x-000000000000:ada:wizard", "role must be one of student, teacher, admin"),
+        ("sk-x-000000000000:ada", "key:user:role"),
+        ("sk-x-000000000000::student", "user must be"),
     ):
         with pytest.raises(ValueError, match=named):
             Keys.parse(bad)
     # …and `tlc serve` refuses to start on them rather than run unprotected.
     with pytest.raises(ValueError, match="TLC_KEYS entry 1"):
-        create_app(Settings(_env_file=None, keys="sk-x:ada:wizard"))  # type: ignore[call-arg]
+        create_app(Settings(_env_file=None, keys="sk-x-000000000000:ada:wizard"))  # type: ignore[call-arg]
 
 
 async def test_a_keys_file_protects_the_openai_door(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.toml"
-    keys_file.write_text('[keys."sk-class-ada"]\nuser = "ada"\nrole = "student"\n')
+    keys_file.write_text('[keys."sk-class-ada-abcdef"]\nuser = "ada"\nrole = "student"\n')
     with practice_server() as practice:
         with queue_server(practice.url + "/v1", keys_file=keys_file) as queue:
-            for key, works in (("sk-class-ada", True), ("sk-class-bob", False)):
+            for key, works in (("sk-class-ada-abcdef", True), ("sk-class-bob-abcdef", False)):
                 oa = openai.AsyncOpenAI(base_url=queue.url + "/v1", api_key=key, max_retries=0)
                 async with oa:
                     if works:

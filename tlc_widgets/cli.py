@@ -50,6 +50,29 @@ def _serve_parser(sub: Any) -> None:
         metavar="PATH",
         help='TOML of API keys: [keys."KEY"] user = "ada", role = "student" [TLC_KEYS_FILE]',
     )
+    p.add_argument(
+        "--anyone-on-the-network",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host without keys: anyone who can reach this machine "
+        "may use the queue and read its history [TLC_ANYONE_ON_THE_NETWORK]",
+    )
+    p.add_argument(
+        "--upstream-key",
+        action="append",
+        dest="upstream_keys",
+        metavar="[URL=]KEY",
+        help="key an upstream requires (LM Studio 'Require Authentication'): KEY for every "
+        "upstream, or URL=KEY for one; repeat for several [TLC_UPSTREAM_KEYS, comma-separated]",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="NAME",
+        help="a host name clients use besides loopback and --host; repeat for several "
+        "[TLC_ALLOWED_HOSTS, comma-separated]",
+    )
 
 
 def _practice_parser(sub: Any) -> None:
@@ -112,25 +135,33 @@ def serve(ns: argparse.Namespace) -> None:
 
     from .config import Settings
     from .server import create_app
+    from .server.auth import Keys
+    from .server.connections import raise_open_file_limit, uvicorn_options
+    from .server.guard import check_exposure
     from .server.shutdown import QueueServer
+    from .server.upstream_keys import upstream_keys
 
-    settings = Settings(**_given(ns))
-    _logging(settings.log_level)
-    keyed = settings.keys is not None or settings.keys_file is not None
-    if settings.host not in ("127.0.0.1", "localhost", "::1") and not keyed:
-        logging.getLogger("tlc").warning(
-            "binding %s without keys: anyone on the network can use this queue, read every "
-            "request and pause it. Give each user a key: TLC_KEYS_FILE=keys.toml (or "
-            "--keys-file, or TLC_KEYS='key:user:role,…'); see README, 'Keys and roles'.",
-            settings.host,
-        )
+    given = _given(ns)
+    if "upstream_keys" in given:
+        given["upstream_keys"] = ",".join(given["upstream_keys"])
+    try:  # a setting that cannot be right stops the start with one sentence, not a traceback
+        settings = Settings(**given)
+        _logging(settings.log_level)
+        keys = Keys.from_settings(settings)
+        upstream_keys(settings)
+        check_exposure(settings, keyed=bool(keys))
+        app = create_app(settings)
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        sys.exit(f"tlc serve: {exc}")
+    raise_open_file_limit()
     # QueueServer: at SIGTERM / Ctrl-C the queue ends every request first (server/shutdown.py).
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=3,
+        **uvicorn_options(settings),
     )
     QueueServer(config).run()
 

@@ -176,6 +176,55 @@ class Settings(BaseSettings):
                 raise ValueError(f"upstream {url!r} must start with http:// or https://")
         return [url.rstrip("/") for url in value]
 
+    # -- who may reach the server (server/guard.py, server/connections.py, server/upstream_keys.py)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names the server answers to besides loopback and the bind address "
+        "(comma-separated; '*.example.org' matches subdomains, '*' any name).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins of web pages allowed to call the API (CORS), e.g. "
+        "'https://hub.example.org'. Empty: no cross-origin browser calls.",
+    )
+    anyone_on_the_network: bool = Field(
+        False, description="Allow binding beyond loopback without keys: anyone may use it."
+    )
+    header_timeout_s: float = Field(
+        10, gt=0, description="A request whose headers take longer gets 408 and is closed."
+    )
+    max_header_bytes: int = Field(
+        65_536, ge=1024, description="Largest request line + headers, in bytes (then 431)."
+    )
+    max_connections: int = Field(
+        4096, ge=1, description="Most open connections (lowered to fit the open-file limit)."
+    )
+    upstream_keys: SecretStr | None = Field(
+        None,
+        description="Keys upstreams require (LM Studio 'Require Authentication'): KEY for "
+        "every upstream, or URL=KEY pairs, comma-separated.",
+    )
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_guard_lists(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and (
+                not origin.startswith(("http://", "https://")) or "/" in origin.split("//", 1)[1]
+            ):
+                raise ValueError(
+                    f"CORS origin {origin!r} must be scheme://host[:port], e.g. "
+                    "'https://hub.example.org' (no path, no trailing slash)"
+                )
+        return [origin.lower() for origin in value]
+
     def presets(self) -> dict[str, ModelPreset]:
         return load_presets(self.presets_file)
 

@@ -119,6 +119,11 @@ class ErrorCode(StrEnum):
     MODEL_LOAD_TIMEOUT = "model_load_timeout"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    CROSS_ORIGIN = "cross_origin"
+    REQUEST_TIMEOUT = "request_timeout"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
 
 #: HTTP status and the sentence a student reads. A route may add detail after the sentence.
@@ -173,6 +178,20 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The queue server is stopping; send your request again in a minute.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
+    ErrorCode.HOST_NOT_ALLOWED: (
+        400,
+        "This queue server does not answer to that host name (add it to TLC_ALLOWED_HOSTS).",
+    ),
+    ErrorCode.CROSS_ORIGIN: (
+        403,
+        "A web page from another site may not do this (add its origin to TLC_CORS_ORIGINS).",
+    ),
+    ErrorCode.REQUEST_TIMEOUT: (408, "The request's headers did not arrive in time."),
+    ErrorCode.HEADERS_TOO_LARGE: (431, "The request's headers are too large."),
+    ErrorCode.TOO_MANY_CONNECTIONS: (
+        503,
+        "The queue server has too many open connections right now; try again shortly.",
+    ),
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Settings
 from ..protocol import ErrorCode, RequestBody
 from .api_error import ApiError
-from .limits import check_conversation
+from .limits import check_conversation, conversation_size
 
 __all__ = ["validate"]
 
@@ -26,7 +26,7 @@ def validate(body: RequestBody, s: Settings) -> tuple[list[dict[str, Any]], int]
     """The conversation as plain dicts and its length in characters, or `ApiError`."""
     check_conversation(body, s)
     messages = [m.model_dump(exclude_none=True) for m in body.chat_messages()]
-    chars = sum(len(m.text()) for m in body.chat_messages())
+    chars = conversation_size(body.chat_messages())  # every part counts, not only text
     if chars > s.max_prompt_chars:
         raise ApiError(
             ErrorCode.PROMPT_TOO_LONG,

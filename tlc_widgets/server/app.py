@@ -26,6 +26,7 @@ from ..protocol import ErrorCode, error_body
 from . import openai_door
 from .api_error import ApiError
 from .auth import AuthMiddleware, Keys
+from .guard import install_guard
 from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .routes import ROUTERS
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_guard(app, settings)  # outermost: foreign Host, cross-site calls, CORS
 
     return app
 

@@ -1,14 +1,16 @@
 """Who is asking: optional API keys, three roles, and the middleware that checks them.
 
-    >>> keys = Keys.parse("sk-ada-1:ada:student,sk-root-1:root:admin")
-    >>> keys.identify("Bearer sk-ada-1")
+    >>> keys = Keys.parse("sk-ada-000000001:ada:student,sk-root-00000001:root:admin")
+    >>> keys.identify("Bearer sk-ada-000000001")
     Identity(user='ada', role=<Role.STUDENT: 'student'>)
 
 Without keys (the single-user default on loopback) every caller is trusted: `LOCAL` may do
 everything and a request belongs to the user it declares, as before keys existed. With keys
 (`TLC_KEYS`, `TLC_KEYS_FILE`), every route but `OPEN_PATHS` needs `Authorization: Bearer KEY`
 — exactly what OpenAI clients send as `api_key` — and the user comes from the key, never
-from the body. What each role may do:
+from the body. Keys asked for but parsing to none, a key shorter than `MIN_KEY_LENGTH`,
+a key listed twice, or an unknown table or field stop the server from starting, with a
+sentence naming the entry or line. What each role may do:
 
                                   student   teacher   admin
     submit, read, cancel own         ✓         ✓        ✓
@@ -22,6 +24,7 @@ Another user's request answers 404, not 403, so a probe cannot tell which ids ex
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,7 +39,16 @@ from ..config import Settings
 from ..protocol import ErrorCode, error_body
 from .api_error import ApiError
 
-__all__ = ["LOCAL", "OPEN_PATHS", "AuthMiddleware", "Identity", "Keys", "Role", "identity_of"]
+__all__ = [
+    "LOCAL",
+    "MIN_KEY_LENGTH",
+    "OPEN_PATHS",
+    "AuthMiddleware",
+    "Identity",
+    "Keys",
+    "Role",
+    "identity_of",
+]
 
 #: Health, metrics and the API docs answer without a key (probes and scrapers have none).
 OPEN_PATHS = frozenset(
@@ -94,17 +106,33 @@ class Keys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
-        """The keys of `keys_file`, then of `keys` (a key in both: `keys` wins)."""
-        identities: dict[str, Identity] = {}
+        """The keys of `keys_file` and `keys`. Keys asked for but none found, a key shorter
+        than `MIN_KEY_LENGTH`, a key listed twice, or an unknown table: `ValueError`."""
+        entries: list[_Entry] = []
         if settings.keys_file is not None:
-            identities.update(_read_toml(settings.keys_file))
+            path = settings.keys_file
+            if not path.is_file():
+                raise ValueError(f"TLC_KEYS_FILE {path} is not a file.")
+            found = _read_toml(path)
+            if not found:
+                raise ValueError(
+                    f'{path} holds no keys: add a [keys."KEY"] table (user, role) per person, '
+                    "or unset TLC_KEYS_FILE to run without keys on loopback."
+                )
+            entries += found
         if settings.keys is not None:
-            identities.update(_split(settings.keys.get_secret_value()))
-        return cls(identities)
+            found = _split(settings.keys.get_secret_value())
+            if not found:
+                raise ValueError(
+                    "TLC_KEYS is set but holds no keys: write key:user:role,… or remove the "
+                    "variable to run without keys on loopback."
+                )
+            entries += found
+        return cls(_one_each(entries))
 
     @classmethod
     def parse(cls, text: str) -> Keys:
-        return cls(_split(text))
+        return cls(_one_each(_split(text)))
 
     def identify(self, authorization: str | None) -> Identity:
         """The identity an `Authorization` header proves, or `ApiError(unauthorized)`."""
@@ -121,8 +149,14 @@ class Keys:
         return identity
 
 
+#: Shorter keys can be guessed or shoulder-surfed; `secrets.token_urlsafe(24)` gives 32.
+MIN_KEY_LENGTH = 16
+_MAKE_ONE = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+_FIELDS = frozenset({"user", "role"})
+
+
 def _identity(user: Any, role: Any, where: str) -> Identity:
-    if not isinstance(user, str) or not user.strip() or len(user) > 64:
+    if not isinstance(user, str) or not user.strip() or len(user) > 64 or not user.isprintable():
         raise ValueError(f"{where}: user must be a name of 1 to 64 characters, not {user!r}")
     try:
         return Identity(user=user.strip(), role=Role(role))
@@ -131,29 +165,88 @@ def _identity(user: Any, role: Any, where: str) -> Identity:
         raise ValueError(f"{where}: role must be one of {roles}, not {role!r}") from None
 
 
-def _split(text: str) -> dict[str, Identity]:
+def _check_key(key: str, where: str) -> None:
+    if len(key) < MIN_KEY_LENGTH:
+        raise ValueError(
+            f"{where}: a key must have at least {MIN_KEY_LENGTH} characters, this one has "
+            f"{len(key)}; {_MAKE_ONE}"
+        )
+
+
+#: (key, identity, where it was written) — `where` names it in an error without the key
+_Entry = tuple[str, Identity, str]
+
+
+def _split(text: str) -> list[_Entry]:
     """`key:user:role,…` (a key may itself hold colons: the last two fields are user, role)."""
-    identities = {}
+    entries = []
     for n, item in enumerate((part.strip() for part in text.split(",")), start=1):
         if not item:
             continue
         fields = item.rsplit(":", 2)
+        where = f"TLC_KEYS entry {n}"
         if len(fields) != 3 or not fields[0]:
-            raise ValueError(f"TLC_KEYS entry {n}: write it as key:user:role")
-        identities[fields[0]] = _identity(fields[1], fields[2], f"TLC_KEYS entry {n}")
-    return identities
+            raise ValueError(f"{where}: write it as key:user:role")
+        _check_key(fields[0], where)
+        entries.append((fields[0], _identity(fields[1], fields[2], where), where))
+    return entries
 
 
-def _read_toml(path: Path) -> dict[str, Identity]:
-    with path.open("rb") as f:
-        tables = tomllib.load(f).get("keys", {})
-    identities = {}
+def _line_of(text: str, needle: str) -> str:
+    """' line N' of the first table header or assignment that mentions `needle`, or ''."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if needle in stripped and (stripped.startswith("[") or stripped.startswith(needle)):
+            return f" line {n}"
+    return ""
+
+
+def _read_toml(path: Path) -> list[_Entry]:
+    text = path.read_text("utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # a key listed twice lands here too
+        # tomllib quotes the key it chokes on; an error message must not print a key.
+        said = re.sub(r"'([^']{8,})'", lambda m: f"'{m[1][:4]}…'", str(exc))
+        raise ValueError(f"{path}: {said}") from None
+    for name in data:
+        if name != "keys":
+            raise ValueError(
+                f"{path}{_line_of(text, name)}: unknown table or field {name!r}; a keys file "
+                'holds only [keys."KEY"] tables with user and role (a typo for [keys."…"]?)'
+            )
+    tables = data.get("keys", {})
+    if not isinstance(tables, dict):
+        raise ValueError(f'{path}{_line_of(text, "keys")}: keys must be [keys."KEY"] tables')
+    entries = []
     for key, table in tables.items():
-        where = f'{path} [keys."{key[:4]}…"]'
+        where = f'{path}{_line_of(text, key)} [keys."{key[:4]}…"]'
         if not isinstance(table, dict):
             raise ValueError(f"{where}: expected a table with user and role")
+        unknown = sorted(set(table) - _FIELDS)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown field {', '.join(map(repr, unknown))}; "
+                "a key's table holds only user and role"
+            )
+        _check_key(key, where)
         # A key without a role gets the least one: forgetting a line must not grant more.
-        identities[key] = _identity(table.get("user"), table.get("role", "student"), where)
+        identity = _identity(table.get("user"), table.get("role", "student"), where)
+        entries.append((key, identity, where))
+    return entries
+
+
+def _one_each(entries: list[_Entry]) -> dict[str, Identity]:
+    """The keys as a mapping, refusing a key listed twice (the last would win silently)."""
+    seen: dict[str, str] = {}
+    identities = {}
+    for key, identity, where in entries:
+        if key in seen:
+            raise ValueError(
+                f"{where} repeats the key of {seen[key]}: each key names one person; "
+                "remove one of them"
+            )
+        seen[key], identities[key] = where, identity
     return identities
 
 

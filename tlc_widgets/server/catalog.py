@@ -31,6 +31,7 @@ from ..config import Settings
 from ..protocol import ErrorCode
 from .api_error import ApiError
 from .upstream import Timeouts, Upstream
+from .upstream_keys import upstream_headers
 
 __all__ = ["Catalog", "Pool"]
 
@@ -65,7 +66,10 @@ class Catalog:
         """The upstreams of `settings` (none asked yet: `refresh()` does that)."""
         s = settings
         timeouts = Timeouts(s.connect_timeout_s, s.first_token_timeout_s, s.stall_timeout_s)
-        upstreams = [Upstream(u, default_slots=s.slots, timeouts=timeouts) for u in s.upstreams]
+        upstreams = [
+            Upstream(u, default_slots=s.slots, timeouts=timeouts, headers=upstream_headers(s, u))
+            for u in s.upstreams
+        ]
         return cls(upstreams, default_model=s.default_model, allowed=s.allowed_models or ())
 
     # ------------------------------------------------------------------ discovery

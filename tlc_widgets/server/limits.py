@@ -18,19 +18,18 @@ says so; with keys, roles get `KEYED_DEFAULTS` for every rate left unset.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from ..config import Settings
-from ..protocol import ErrorCode, RequestBody, error_body
+from ..protocol import ErrorCode, Message, RequestBody
 from .api_error import ApiError
 from .auth import Role
+from .body_limit import BodyLimitMiddleware  # re-exported: app.py imports it from here
 
 __all__ = [
     "KEYED_DEFAULTS",
@@ -38,92 +37,14 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "check_conversation",
+    "check_user",
+    "conversation_size",
     "estimate_tokens",
+    "message_size",
+    "parse_last_event_id",
 ]
 
 WINDOW_S = 60.0
-
-
-# ---------------------------------------------------------------------------- body size
-
-
-class _TooLarge(Exception):
-    """Raised into the app from `receive`: stop reading, the answer is 413."""
-
-
-class BodyLimitMiddleware:
-    """Pure ASGI: answer 413 once a body passes `max_bytes`, counting the bytes as they come.
-
-    `Content-Length` alone is not enough: a chunked upload has none, and a client may lie.
-    When the count passes the limit mid-read, whatever the app answers to its broken read is
-    dropped and replaced by the 413.
-
-    Before answering, the rest of the body is read and thrown away (up to `DRAIN_BYTES`):
-    an HTTP/1.1 client sends its whole body before it reads, and a server that hangs up on
-    unread bytes makes the client see a reset connection instead of the 413's sentence.
-    """
-
-    DRAIN_BYTES = 64 * 1_048_576  #: past this, hang up: the client gets no sentence
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            drain = int(declared) <= self.DRAIN_BYTES
-            await self._refuse(scope, receive, send, read_all=not drain or await _drain(receive))
-            return
-        received, over, started, read_all = 0, False, False, False
-
-        async def counting_receive() -> Message:
-            nonlocal received, over, read_all
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    over, read_all = True, not message.get("more_body", False)
-                    raise _TooLarge
-            return message
-
-        async def send_unless_over(message: Message) -> None:
-            nonlocal started
-            if over:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, send_unless_over)
-        except Exception:
-            if not over:
-                raise
-        if over and not started:
-            read_all = read_all or await _drain(receive, self.DRAIN_BYTES - received)
-            await self._refuse(scope, receive, send, read_all)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, read_all: bool) -> None:
-        detail = f"The limit is {self.max_bytes} bytes ({self.max_bytes / 1_048_576:.1f} MB)."
-        body = error_body(ErrorCode.PAYLOAD_TOO_LARGE, detail, "body")
-        # A body not read to its end leaves the connection unusable for another request.
-        headers = None if read_all else {"Connection": "close"}
-        await JSONResponse(body, 413, headers=headers)(scope, receive, send)
-
-
-async def _drain(receive: Receive, budget: int = BodyLimitMiddleware.DRAIN_BYTES) -> bool:
-    """Read and discard the rest of a body; True if it ended within `budget` bytes."""
-    while budget >= 0:
-        message = await receive()
-        if message["type"] != "http.request":
-            return False  # the client left
-        budget -= len(message.get("body", b""))
-        if not message.get("more_body", False):
-            return True
-    return False
 
 
 # ---------------------------------------------------------------------------- conversation
@@ -134,8 +55,89 @@ def estimate_tokens(characters: int) -> int:
     return math.ceil(characters / 4)
 
 
+def _json_size(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
+
+
+def message_size(message: Message) -> int:
+    """What a message weighs against the prompt limits and the token estimate, in
+    characters: its text, plus everything else it carries — parts of any other type (an
+    image's data URI, a misspelt type), extra keys in a part, extra fields of the message.
+
+    >>> message_size(Message(role="user", content="Hello"))
+    5
+    >>> image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 900}}
+    >>> message_size(Message(role="user", content=[{"type": "text", "text": "Hi"}, image]))
+    967
+    """
+    content, size = message.content, 0
+    if isinstance(content, str):
+        size = len(content)
+    elif content:
+        for part in content:
+            text = part.get("text")
+            if part.get("type") == "text" and isinstance(text, str) and len(part) == 2:
+                size += len(text)  # a plain text part: its text, as before
+            else:
+                size += _json_size(part)  # anything else counts whole, as it travels
+    if message.model_extra:
+        size += _json_size(message.model_extra)
+    return size
+
+
+def conversation_size(messages: list[Message]) -> int:
+    """`message_size` summed: what admission compares with `max_prompt_chars`."""
+    return sum(message_size(m) for m in messages)
+
+
+def check_user(user: str | None, param: str = "user") -> None:
+    """Refuse a declared user name with control characters or line breaks (they would
+    forge lines in the server log and in exports).
+
+    >>> check_user("Ada Lovelace")
+    >>> check_user("ada" + chr(10) + "INFO request id=x state=done user=root")
+    Traceback (most recent call last):
+    ...
+    tlc_widgets.server.api_error.ApiError: invalid_request: user: a name may not ...
+    """
+    if user is not None and not user.isprintable():
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            f"{param}: a name may not hold line breaks or control characters.",
+            param=param,
+        )
+
+
+#: Event ids are small counters; a cap far below Python's 4,300-digit int() limit.
+MAX_EVENT_ID_DIGITS = 64
+
+
+def parse_last_event_id(value: str) -> int:
+    """The `Last-Event-ID` header as a number, or `ApiError(invalid_request)` naming it.
+
+    >>> parse_last_event_id(" 42 ")
+    42
+    >>> parse_last_event_id("9" * 4301)
+    Traceback (most recent call last):
+    ...
+    tlc_widgets.server.api_error.ApiError: invalid_request: Last-Event-ID must be ...
+    """
+    text = value.strip()
+    # isascii + isdecimal: "²" is a digit to isdigit() and "١٢" decimal, neither is ASCII.
+    if not text or len(text) > MAX_EVENT_ID_DIGITS or not (text.isascii() and text.isdecimal()):
+        raise ApiError(
+            ErrorCode.INVALID_REQUEST,
+            "Last-Event-ID must be a whole number of at most "
+            f"{MAX_EVENT_ID_DIGITS} digits: the id of the last event you got.",
+            param="Last-Event-ID",
+        )
+    return int(text)
+
+
 def check_conversation(body: RequestBody, settings: Settings) -> None:
-    """Raise `ApiError` naming the field and the limit if the conversation is too big."""
+    """Raise `ApiError` naming the field and the limit if the conversation is too big, or
+    its declared user has control characters."""
+    check_user(body.user)
     messages = body.chat_messages()
     if len(messages) > settings.max_messages:
         raise ApiError(
@@ -145,7 +147,7 @@ def check_conversation(body: RequestBody, settings: Settings) -> None:
             param="messages",
         )
     for n, message in enumerate(messages):
-        length = len(message.text())
+        length = message_size(message)
         if length > settings.max_message_chars:
             where = "prompt" if body.prompt is not None else f"messages.{n}.content"
             raise ApiError(

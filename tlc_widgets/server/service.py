@@ -40,7 +40,7 @@ from .catalog import Catalog
 from .clock import call_later
 from .dispatcher import Dispatcher, error_event
 from .history import History
-from .limits import RateLimiter, estimate_tokens
+from .limits import RateLimiter, check_user, estimate_tokens
 from .logline import log_change
 from .model_loads import ModelLoads
 from .positions import Positions
@@ -177,6 +177,7 @@ class QueueService:
         `role` come from the caller's identity; there is no default, so no caller can forget
         them and be taken for someone else."""
         s = self.settings
+        check_user(user)  # whichever door it came through: no control characters in a name
         if self.closing:
             raise ApiError(ErrorCode.SHUTTING_DOWN)
         if self.draining:

@@ -62,7 +62,14 @@ class StreamResult:
 
 
 class Upstream:
-    def __init__(self, base_url: str, *, default_slots: int, timeouts: Timeouts) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        default_slots: int,
+        timeouts: Timeouts,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         # LM Studio's native REST lives beside /v1, at the server root.
         self.root = self.base_url.removesuffix("/v1")
@@ -75,6 +82,7 @@ class Upstream:
         #: to it whether or not it lists a model as loaded, and it loads (or refuses) itself
         self.loads_on_demand = True
         self.client = httpx.AsyncClient(
+            headers=headers,  # LM Studio's API token, when it requires one
             timeout=httpx.Timeout(timeouts.connect_s, read=None),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
         )

@@ -26,6 +26,7 @@ from ...sse import frame
 from ..api_error import ApiError
 from ..auth import Identity
 from ..deps import Caller, Service
+from ..limits import parse_last_event_id
 from ..records import Record
 from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
 from ..service import QueueService
@@ -42,10 +43,6 @@ SSE_ONLY: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
-
-#: The longest `Last-Event-ID` we read (ids are event counts, far shorter): int() of more
-#: than 4,300 digits raises, which was a plain-text 500.
-MAX_EVENT_ID_DIGITS = 100
 
 
 @router.post(
@@ -126,26 +123,8 @@ async def events(
     record = visible(service, caller, request_id)
     start = after or 0
     if last_event_id is not None:
-        start = parse_event_id(last_event_id)
+        start = parse_last_event_id(last_event_id)
     return sse_response(record_frames(service, record, after=start))
-
-
-def parse_event_id(value: str) -> int:
-    """A `Last-Event-ID` as a number, or a 422 that says what it must be.
-
-    >>> parse_event_id(" 42 ")
-    42
-    """
-    value = value.strip()
-    # isdecimal + isascii: "²" is a digit to isdigit() but not a number to int(); the
-    # length cap keeps int() far from Python's limit on digits (a 500 otherwise).
-    if not (value.isascii() and value.isdecimal() and len(value) <= MAX_EVENT_ID_DIGITS):
-        raise ApiError(
-            ErrorCode.INVALID_REQUEST,
-            "Last-Event-ID must be a whole number: the id of the last event you got.",
-            param="Last-Event-ID",
-        )
-    return int(value)
 
 
 @router.get("/{request_id}", response_model=RequestView)

@@ -39,22 +39,26 @@ async def test_a_user_with_line_breaks_is_refused_and_never_forges_a_log_line(
             r = await client.post("/api/requests", json={"prompt": "hi", "user": FORGED})
             assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request")
             assert r.json()["error"]["param"] == "user"
-            # The OpenAI door takes `user` as it is (until admission checks it too): the
-            # log line still holds it as one escaped value.
+            # The OpenAI door's `user` goes through the same admission: refused too.
             body = {
                 "model": "practice-fast",
                 "messages": [{"role": "user", "content": "hi"}],
                 "user": FORGED,
             }
             r = await client.post("/v1/chat/completions", json=body)
-            assert r.status_code == 200, r.text
+            assert r.status_code in (400, 422), r.text
+            assert r.json()["error"]["param"] == "user"
+            ok = await client.post("/api/requests", json={"prompt": "hi", "user": "Zoë Å"})
+            assert ok.status_code == 202
+            async with client.stream("GET", ok.json()["events"]) as events:
+                await events.aread()  # to its end: queued, running, done
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "tlc.requests"]
-    assert len(lines) == 3  # queued, running, done: one line each, none forged
+    assert len(lines) == 3  # only the accepted request's lines: queued, running, done
     for line in lines:
         assert not any(c in line for c in "\n\r\u2028\x1b")
         pairs = LOGFMT.findall(line.removeprefix("request "))
         assert [key for key, _ in pairs] == FIELDS, line  # every field once, in order
-        assert dict(pairs)["user"] == logfmt_value(FORGED)
+        assert dict(pairs)["user"] == logfmt_value("Zoë Å")
 
 
 def test_logfmt_values_round_trip_through_a_logfmt_reader() -> None:

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     ping_interval_s: float = Field(
         15, gt=0, description="An idle event stream gets a `: ping` comment this often."
     )
+    max_streams_per_request: int = Field(
+        8, ge=1, description="Most open event streams on one request (then 429)."
+    )
+    max_streams_per_user: int = Field(
+        64, ge=1, description="Most open event streams of one user (then 429)."
+    )
     disconnect_grace_s: float = Field(
         10, ge=0, description="A request whose every listener left is cancelled after this."
     )

@@ -109,6 +109,7 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     TOO_MANY_REQUESTS = "too_many_requests"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_STREAMS = "too_many_streams"
     DRAINING = "draining"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     MODEL_NOT_LOADED = "model_not_loaded"
@@ -144,6 +145,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RATE_LIMITED: (
         429,
         "You have sent too much in the last minute; wait a little and try again.",
+    ),
+    ErrorCode.TOO_MANY_STREAMS: (
+        429,
+        "Too many open streams for this; close other tabs or notebooks following it.",
     ),
     ErrorCode.DRAINING: (
         503,

@@ -17,6 +17,7 @@ background tasks for the length of the app's lifespan.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,6 +63,7 @@ class QueueService:
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
         self.store = RecordStore(settings.retain_s)
+        self.streams: Counter[str] = Counter()  #: open event streams per user (caps)
         self.scheduler = FairScheduler()
         self.stats = Stats()
         self.catalog = Catalog.from_settings(settings)

@@ -18,39 +18,74 @@ keep-alive and headers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from ..protocol import ErrorCode
 from ..sse import KEEPALIVE, frame
+from .api_error import ApiError
 from .clock import call_later
 from .records import Record
 from .service import QueueService
 from .views import snapshot
 
-__all__ = ["listening", "record_frames", "snapshot_frames", "sse_response"]
+__all__ = ["EventStream", "open_stream", "record_frames", "snapshot_frames", "sse_response"]
 
 
-def sse_response(body: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
+class EventStream(StreamingResponse):
+    """A `text/event-stream` response that runs `on_close` however it ends — streamed to the
+    end, cut by the client, or never started because the client left first — so a stream
+    counted when it was opened is always uncounted."""
+
+    def __init__(
+        self, body: AsyncIterator[bytes], on_close: Callable[[], None] | None = None
+    ) -> None:
         # no-cache: never replay a stale stream; X-Accel-Buffering: nginx must not buffer.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        super().__init__(body, media_type="text/event-stream", headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
 
-@asynccontextmanager
-async def listening(queue: QueueService, record: Record) -> AsyncIterator[None]:
-    """Count an open event stream. When the last one closes on a live request, wait
-    `disconnect_grace_s` for a reconnect (`Last-Event-ID`), then cancel it: a closed tab or
-    a dead kernel must not keep a slot or a place in line."""
-    record.listeners += 1
-    try:
-        yield
-    finally:
+def sse_response(
+    body: AsyncIterator[bytes], on_close: Callable[[], None] | None = None
+) -> EventStream:
+    return EventStream(body, on_close)
+
+
+def open_stream(queue: QueueService, user: str, record: Record | None = None) -> Callable[[], None]:
+    """Count an event stream about to open (of `record`, or a monitor's), or refuse it with
+    429 `too_many_streams` past the caps; the returned function uncounts it. When the last
+    stream of a live request closes, wait `disconnect_grace_s` for a reconnect
+    (`Last-Event-ID`), then cancel it: a closed tab must not keep a slot or a place in line."""
+    s = queue.settings
+    if record is not None and record.listeners >= s.max_streams_per_request:
+        raise ApiError(
+            ErrorCode.TOO_MANY_STREAMS, f"The limit is {s.max_streams_per_request} per request."
+        )
+    if queue.streams[user] >= s.max_streams_per_user:
+        raise ApiError(
+            ErrorCode.TOO_MANY_STREAMS, f"The limit is {s.max_streams_per_user} per user."
+        )
+    queue.streams[user] += 1
+    if record is not None:
+        record.listeners += 1
+
+    def close() -> None:
+        queue.streams[user] -= 1
+        if not queue.streams[user]:
+            del queue.streams[user]  # nothing kept for users with no stream open
+        if record is None:
+            return
         record.listeners -= 1
         if record.listeners == 0 and not record.status.terminal:
 
@@ -58,26 +93,27 @@ async def listening(queue: QueueService, record: Record) -> AsyncIterator[None]:
                 if record.listeners == 0:
                     queue.cancel(record, by="disconnect")
 
-            grace = queue.settings.disconnect_grace_s
-            call_later(grace, cancel_if_abandoned)
+            call_later(s.disconnect_grace_s, cancel_if_abandoned)
+
+    return close
 
 
 async def record_frames(queue: QueueService, record: Record, after: int) -> AsyncIterator[bytes]:
-    """Every event after id `after`, then each new one as it comes, until the terminal one."""
-    async with listening(queue, record):
-        sent = after
-        while True:
-            frames = record.frames
-            if len(frames) > sent:
-                chunk = b"".join(frames[sent:])
-                sent = len(frames)
-                yield chunk
-                continue
-            if record.status.terminal:
-                return
-            await record.changed()
-            if len(record.frames) == sent:
-                yield KEEPALIVE  # woken by the service's keep-alive nudge
+    """Every event after id `after`, then each new one as it comes, until the terminal one.
+    (The route counted the stream with `open_stream`; its response uncounts it.)"""
+    sent = after
+    while True:
+        frames = record.frames
+        if len(frames) > sent:
+            chunk = b"".join(frames[sent:])
+            sent = len(frames)
+            yield chunk
+            continue
+        if record.status.terminal:
+            return
+        await record.changed()
+        if len(record.frames) == sent:
+            yield KEEPALIVE  # woken by the service's keep-alive nudge
 
 
 async def snapshot_frames(queue: QueueService, interval_s: float) -> AsyncIterator[bytes]:

@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from ...config import ModelPreset
-from ..deps import Service
+from ..deps import Caller, Service
 from ..schemas import ModelRow, Models, QueueSnapshot
-from ..streams import snapshot_frames, sse_response
+from ..streams import open_stream, snapshot_frames, sse_response
 from ..views import snapshot
 from .requests import SSE_ONLY
 
@@ -32,10 +32,11 @@ async def queue_snapshot(service: Service) -> QueueSnapshot:
 
 
 @router.get("/queue/events", response_class=Response, responses=SSE_ONLY)
-async def queue_events(service: Service) -> Response:
+async def queue_events(service: Service, caller: Caller) -> Response:
     """The `/api/queue` snapshot as a live SSE stream (`event: queue`), for monitors."""
     interval = service.settings.position_interval_s or 0.25
-    return sse_response(snapshot_frames(service, interval))
+    close = open_stream(service, caller.user or "anonymous")  # counts against the user's cap
+    return sse_response(snapshot_frames(service, interval), close)
 
 
 @router.get("/models", response_model=Models)

@@ -30,7 +30,7 @@ from ..limits import parse_last_event_id
 from ..records import Record
 from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
 from ..service import QueueService
-from ..streams import record_frames, sse_response
+from ..streams import open_stream, record_frames, sse_response
 
 __all__ = ["SSE_ONLY", "describe", "router"]
 
@@ -64,7 +64,8 @@ async def submit(
     record = await _accept(body, service, caller)
     answer = _answer(record)
     if accept is not None and "text/event-stream" in accept:
-        return sse_response(_accepted_then_events(service, record, answer))
+        close = open_stream(service, record.user, record)
+        return sse_response(_accepted_then_events(service, record, answer), close)
     return JSONResponse(answer.model_dump(), status_code=202)
 
 
@@ -124,7 +125,8 @@ async def events(
     start = after or 0
     if last_event_id is not None:
         start = parse_last_event_id(last_event_id)
-    return sse_response(record_frames(service, record, after=start))
+    close = open_stream(service, record.user, record)  # 429 past the caps
+    return sse_response(record_frames(service, record, after=start), close)
 
 
 @router.get("/{request_id}", response_model=RequestView)

@@ -112,11 +112,12 @@ def serve(ns: argparse.Namespace) -> None:
 
     from .config import Settings
     from .server import create_app
+    from .server.hub import hub_mode, service_address
     from .server.shutdown import QueueServer
 
-    settings = Settings(**_given(ns))
+    settings = service_address(Settings(**_given(ns)))  # as a Hub service: where the Hub says
     _logging(settings.log_level)
-    keyed = settings.keys is not None or settings.keys_file is not None
+    keyed = settings.keys is not None or settings.keys_file is not None or hub_mode(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         logging.getLogger("tlc").warning(
             "binding %s without keys: anyone on the network can use this queue, read every "

@@ -114,6 +114,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
     SHUTTING_DOWN = "shutting_down"
+    HUB_UNAVAILABLE = "hub_unavailable"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -158,6 +159,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SHUTTING_DOWN: (
         503,
         "The queue server is stopping; send your request again in a minute.",
+    ),
+    ErrorCode.HUB_UNAVAILABLE: (
+        503,
+        "JupyterHub, which tells this server who you are, is not answering; try again in a minute.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
 }

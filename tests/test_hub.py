@@ -1,0 +1,125 @@
+"""The queue server as a service of a real JupyterHub: who asks is who the Hub says.
+
+One Hub for the module (tests/hub_fixture.py: ~10 s to start). Every request goes through the
+Hub's proxy at /services/tlc/, the way a notebook in a Hub reaches the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import collect
+from tests.hub_fixture import SERVICE, RunningHub, running_hub
+
+pytestmark = pytest.mark.anyio
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    with running_hub(Path(tmp_path_factory.mktemp("hub"))) as running:
+        yield running
+
+
+@pytest.fixture
+async def people(hub: RunningHub) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """A client per person, each sending their own Hub token as the Hub spells it."""
+    base = f"{hub.url}/services/{SERVICE}"
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"token {hub.token_for(name)}"}, timeout=30
+        )
+        for name in ("alice", "bob", "carol", "admin")
+    }
+    clients["nobody"] = httpx.AsyncClient(base_url=base, timeout=30)
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+
+
+async def test_a_hub_token_says_who_asks_whatever_the_body_declares(
+    hub: RunningHub, people: dict[str, httpx.AsyncClient]
+) -> None:
+    alice = people["alice"]
+    r = await alice.post("/api/requests", json={"prompt": "hi", "user": "bob"})
+    assert r.status_code == 202, r.text
+    assert r.json()["user"] == "alice"
+    events = await collect(alice, r.json()["id"])
+    assert events[-1][1] == "done"
+    # `Bearer` works too: an OpenAI client with the Hub token as api_key, through the proxy.
+    oa = openai.AsyncOpenAI(
+        base_url=f"{hub.url}/services/{SERVICE}/v1", api_key=hub.token_for("alice"), max_retries=0
+    )
+    async with oa:
+        reply = await oa.chat.completions.create(model="practice-fast", user="mallory", **CHAT)
+    assert reply.choices[0].message.content
+    mine = (await alice.get("/api/history")).json()["requests"]
+    assert {row["user"] for row in mine} == {"alice"} and len(mine) == 2
+
+
+async def test_alice_cannot_read_or_cancel_bobs_request(
+    people: dict[str, httpx.AsyncClient],
+) -> None:
+    alice, bob = people["alice"], people["bob"]
+    r = await bob.post("/api/requests", json={"prompt": "bob's own"})
+    assert r.status_code == 202 and r.json()["user"] == "bob"
+    bobs = r.json()["id"]
+    for method, path in (
+        ("GET", f"/api/requests/{bobs}"),
+        ("GET", f"/api/requests/{bobs}/events"),
+        ("DELETE", f"/api/requests/{bobs}"),
+        ("GET", f"/api/history/{bobs}"),
+    ):
+        r = await alice.request(method, path)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), (method, path)
+    assert (await collect(bob, bobs))[-1][1] == "done"  # untouched by alice's attempts
+    assert (await bob.get(f"/api/requests/{bobs}")).json()["user"] == "bob"
+
+
+async def test_hub_groups_and_admins_give_the_roles(people: dict[str, httpx.AsyncClient]) -> None:
+    urgent = {"prompt": "urgent", "priority": 1}  # only teachers and admins may set a priority
+    r = await people["alice"].post("/api/requests", json=urgent)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
+    for teacher in ("carol", "admin"):
+        r = await people[teacher].post("/api/requests", json=urgent)
+        assert r.status_code == 202 and r.json()["user"] == teacher, r.text
+    r = await people["carol"].get("/api/admin/requests")  # carol is a teacher, not an admin
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
+    assert (await people["admin"].get("/api/admin/requests")).status_code == 200
+
+
+async def test_without_a_hub_token_or_with_a_bad_one_it_is_401(
+    hub: RunningHub, people: dict[str, httpx.AsyncClient]
+) -> None:
+    nobody = people["nobody"]
+    for headers in ({}, {"Authorization": "token not-a-hub-token"}, {"Authorization": "alice"}):
+        for method, path in (
+            ("POST", "/api/requests"),
+            ("GET", "/api/queue"),
+            ("GET", "/v1/models"),
+        ):
+            r = await nobody.request(method, path, json={"prompt": "hi"}, headers=headers)
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized"), path
+    assert "Authorization: token" in r.json()["error"]["message"]
+    # Behind the proxy the open paths stay open, prefix and all.
+    for path in ("/healthz", "/metrics", "/openapi.json"):
+        assert (await nobody.get(path)).status_code == 200, path
+
+
+async def test_a_token_without_access_to_the_service_is_403(
+    hub: RunningHub, people: dict[str, httpx.AsyncClient]
+) -> None:
+    """The Hub's own rule for services: the token must hold access:services!service=tlc."""
+    with hub.api() as api:
+        r = api.post("/users/bob/tokens", json={"scopes": ["read:users:name!user"]})
+        assert r.status_code == 201, r.text
+        narrow = r.json()["token"]
+    r = await people["nobody"].get("/api/queue", headers={"Authorization": f"token {narrow}"})
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
+    assert f"access:services!service={SERVICE}" in r.json()["error"]["message"]

@@ -96,6 +96,19 @@ class RunningHub:
                 self._tokens[user] = r.json()["token"]
         return self._tokens[user]
 
+    def start_server(self, user: str) -> None:
+        """Start `user`'s single-user server and wait until the Hub says it is ready."""
+        with self.api() as api:
+            r = api.post(f"/users/{user}/server")
+            assert r.status_code in (201, 202), r.text
+            deadline = time.monotonic() + STARTUP_S
+            while time.monotonic() < deadline:
+                server = api.get(f"/users/{user}").json()["servers"].get("", {})
+                if server.get("ready"):
+                    return
+                time.sleep(0.2)  # polling another process's start-up
+        raise RuntimeError(f"{user}'s server did not start:\n{self.tail()}")
+
     def stop(self) -> None:
         """SIGTERM: the Hub stops its proxy and the services it started, then exits."""
         if self.process.poll() is None:
@@ -123,6 +136,13 @@ c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{dir}/home/{{username}}"
 c.Spawner.args = ["--allow-root"]  # the test machine runs as root; a real Hub does not
+# What docs/jupyterhub.md gives every server: the queue's URL, and OpenAI's variables so any
+# OpenAI client works unchanged (the server's own Hub token is the key).
+c.Spawner.environment = {{
+    "TLC_SERVER_URL": "http://127.0.0.1:{proxy_port}/services/{service}",
+    "OPENAI_BASE_URL": "http://127.0.0.1:{proxy_port}/services/{service}/v1",
+    "OPENAI_API_KEY": lambda spawner: spawner.api_token,
+}}
 c.Authenticator.allowed_users = {{"alice", "bob", "carol"}}
 c.Authenticator.admin_users = {{"admin"}}
 c.JupyterHub.load_groups = {{"teachers": {{"users": ["carol"]}}}}

@@ -15,8 +15,11 @@ import pytest
 
 from tests.conftest import collect
 from tests.hub_fixture import SERVICE, RunningHub, running_hub
+from tests.hub_kernel import run_in_kernel
 
-pytestmark = pytest.mark.anyio
+# The first test also waits for the Hub to start, the last for alice's server: ~40 s each on
+# a busy machine, so more than the suite's 120 s per test is allowed.
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -47,6 +50,7 @@ async def test_a_hub_token_says_who_asks_whatever_the_body_declares(
     hub: RunningHub, people: dict[str, httpx.AsyncClient]
 ) -> None:
     alice = people["alice"]
+    before = len((await alice.get("/api/history")).json()["requests"])
     r = await alice.post("/api/requests", json={"prompt": "hi", "user": "bob"})
     assert r.status_code == 202, r.text
     assert r.json()["user"] == "alice"
@@ -60,7 +64,7 @@ async def test_a_hub_token_says_who_asks_whatever_the_body_declares(
         reply = await oa.chat.completions.create(model="practice-fast", user="mallory", **CHAT)
     assert reply.choices[0].message.content
     mine = (await alice.get("/api/history")).json()["requests"]
-    assert {row["user"] for row in mine} == {"alice"} and len(mine) == 2
+    assert {row["user"] for row in mine} == {"alice"} and len(mine) == before + 2
 
 
 async def test_alice_cannot_read_or_cancel_bobs_request(
@@ -123,3 +127,26 @@ async def test_a_token_without_access_to_the_service_is_403(
     r = await people["nobody"].get("/api/queue", headers={"Authorization": f"token {narrow}"})
     assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
     assert f"access:services!service={SERVICE}" in r.json()["error"]["message"]
+
+
+async def test_a_kernel_in_alices_server_is_alice_with_no_configuration(
+    hub: RunningHub, people: dict[str, httpx.AsyncClient]
+) -> None:
+    """The server's own token (JUPYTERHUB_API_TOKEN, the `server` role) reaches the service,
+    and a plain OpenAI client works from the spawner's OPENAI_BASE_URL and OPENAI_API_KEY."""
+    hub.start_server("alice")
+    code = """
+import os, httpx, openai
+token = os.environ["JUPYTERHUB_API_TOKEN"]
+r = httpx.post(os.environ["TLC_SERVER_URL"] + "/api/requests", json={"prompt": "hi"},
+               headers={"Authorization": "token " + token})
+print(r.status_code, r.json()["user"], r.json()["id"])
+reply = openai.OpenAI().chat.completions.create(
+    model="practice-fast", messages=[{"role": "user", "content": "hi"}])
+print(bool(reply.choices[0].message.content))
+"""
+    printed = await run_in_kernel(hub, "alice", code)
+    status, user, request_id, replied = printed.split()
+    assert (status, user, replied) == ("202", "alice", "True"), printed
+    r = await people["alice"].get(f"/api/requests/{request_id}")  # hers, from her own token
+    assert r.status_code == 200 and r.json()["user"] == "alice"

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import collect, practice_server, queue_server
 from tests.hub_fixture import EXTERNAL, running_hub
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]  # a Hub start is part of it
 
 
 async def test_the_hub_going_down_keeps_known_people_in_and_new_ones_get_503(

@@ -118,6 +118,14 @@ def serve(ns: argparse.Namespace) -> None:
     settings = service_address(Settings(**_given(ns)))  # as a Hub service: where the Hub says
     _logging(settings.log_level)
     keyed = settings.keys is not None or settings.keys_file is not None or hub_mode(settings)
+    if hub_mode(settings):
+        logging.getLogger("tlc").info(
+            "Hub mode: users and roles from JupyterHub at %s (teachers: group %s); answering at "
+            "%s and /",
+            settings.hub_api_url,
+            ", ".join(settings.hub_teacher_groups) or "none",
+            settings.hub_service_prefix or "/",
+        )
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not keyed:
         logging.getLogger("tlc").warning(
             "binding %s without keys: anyone on the network can use this queue, read every "
@@ -133,7 +141,10 @@ def serve(ns: argparse.Namespace) -> None:
         log_level="warning",
         timeout_graceful_shutdown=3,
     )
-    QueueServer(config).run()
+    try:
+        QueueServer(config).run()
+    except KeyboardInterrupt:  # SIGINT (Ctrl-C, or the Hub stopping its service): ended cleanly
+        pass
 
 
 def practice(ns: argparse.Namespace) -> None:

@@ -152,6 +152,7 @@ c.JupyterHub.services = [
         "url": "http://127.0.0.1:{service_port}",
         "command": [{python!r}, "-m", "tlc_widgets.cli", "serve", "--practice"],
         "environment": {{"TLC_HISTORY_PATH": ":memory:"}},
+        "oauth_no_confirm": True,  # run by the Hub's admin: no "authorize?" page at login
     }},
     # No url: the Hub neither starts nor proxies it (the test runs it, reached directly).
     {{"name": "{external}", "api_token": "{external_token}"}},

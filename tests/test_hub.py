@@ -150,3 +150,41 @@ print(bool(reply.choices[0].message.content))
     assert (status, user, replied) == ("202", "alice", "True"), printed
     r = await people["alice"].get(f"/api/requests/{request_id}")  # hers, from her own token
     assert r.status_code == 200 and r.json()["user"] == "alice"
+
+
+async def test_a_browser_logs_in_with_the_hub_and_its_cookie_then_says_who(
+    hub: RunningHub,
+) -> None:
+    """The Services menu's link: a page request goes through the Hub's login (OAuth)."""
+    service = f"/services/{SERVICE}"
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as browser:
+        await browser.get("/hub/login")
+        form = {"username": "carol", "password": "any", "_xsrf": browser.cookies["_xsrf"]}
+        r = await browser.post("/hub/login?next=/hub/home", data=form)
+        assert r.status_code == 302, r.text
+
+        page = {"Accept": "text/html"}
+        r = await browser.get(f"{service}/api/queue", headers=page)
+        assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
+        r = await browser.get(f"{service}/api/queue", headers=page, follow_redirects=True)
+        assert r.status_code == 200 and r.url.path == f"{service}/api/queue", r.text
+        assert [h.url.path for h in r.history][-1] == f"{service}/oauth_callback"
+
+        urgent = {"prompt": "from the teacher's page", "priority": 1}
+        r = await browser.post(
+            f"{service}/api/requests", json=urgent, headers={"Sec-Fetch-Site": "same-origin"}
+        )
+        assert r.status_code == 202 and r.json()["user"] == "carol", r.text
+        # The same cookie on a request another site makes the browser send counts for nothing.
+        r = await browser.post(
+            f"{service}/api/requests", json=urgent, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+
+    # A login the Hub no longer knows (expired, revoked) sends the page to log in again.
+    async with httpx.AsyncClient(base_url=hub.url, timeout=30) as stale:
+        stale.cookies.set("tlc-hub-token", "revoked", path=f"{service}/")
+        r = await stale.get(f"{service}/api/queue", headers={"Accept": "text/html"})
+        assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["location"]
+        r = await stale.get(f"{service}/api/queue")  # not a page: the API's plain 401
+        assert r.status_code == 401

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from starlette.types import Receive, Scope, Send
 
 from tests.conftest import queue_server
 from tlc_widgets.config import Settings
 from tlc_widgets.server.api_error import ApiError
 from tlc_widgets.server.auth import Role
-from tlc_widgets.server.hub import HubIdentities, hub_mode, service_address
+from tlc_widgets.server.hub import (
+    HubIdentities,
+    HubLogin,
+    HubLoginMiddleware,
+    PrefixMiddleware,
+    hub_mode,
+    service_address,
+)
 from tlc_widgets.server.hub.cache import TokenCache
 from tlc_widgets.serving import free_port
 
@@ -88,3 +96,24 @@ async def test_the_app_answers_under_the_service_prefix_and_at_the_root() -> Non
             docs = (await client.get("/services/tlc/docs")).text
             assert "/services/tlc/openapi.json" in docs  # the docs page works behind the proxy
             assert (await client.get("/services/tlcx/healthz")).status_code == 404
+
+
+async def test_a_login_callback_with_a_wrong_state_is_refused_without_asking_the_hub() -> None:
+    login = HubLogin(
+        client_id="service-tlc",
+        client_secret="s",
+        api_url=f"http://127.0.0.1:{free_port()}/hub/api",  # nobody: it must not be asked
+        hub_base_url="/",
+        callback_url="/services/tlc/oauth_callback",
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the callback never reaches the app")
+
+    asgi = PrefixMiddleware(HubLoginMiddleware(app, login, frozenset()), "/services/tlc/")
+    transport = httpx.ASGITransport(app=asgi)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub") as browser:
+        browser.cookies.set("tlc-oauth-state", "right|/services/tlc/", path="/")
+        r = await browser.get("/services/tlc/oauth_callback?code=c&state=wrong")
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+        assert "tlc-hub-token" not in r.headers.get("set-cookie", "")

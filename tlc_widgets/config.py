@@ -215,12 +215,31 @@ class Settings(BaseSettings):
         description="Where the Hub expects the service to listen (unless host/port are given).",
     )
 
+    hub_client_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("hub_client_id", "JUPYTERHUB_CLIENT_ID"),
+        description="The OAuth client the Hub made for this service (browser login).",
+    )
+    hub_oauth_callback_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("hub_oauth_callback_url", "JUPYTERHUB_OAUTH_CALLBACK_URL"),
+        description="Where the Hub sends a browser back after its login.",
+    )
+    hub_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("hub_base_url", "JUPYTERHUB_BASE_URL"),
+        description="The Hub's base path (usually /), for its login page.",
+    )
+
     @field_validator(
         "hub",
         "hub_api_url",
         "hub_service_name",
         "hub_service_prefix",
         "hub_service_url",
+        "hub_client_id",
+        "hub_oauth_callback_url",
+        "hub_base_url",
         mode="before",
     )
     @classmethod

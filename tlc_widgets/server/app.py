@@ -25,8 +25,8 @@ from ..config import Settings
 from ..protocol import ErrorCode, error_body
 from . import openai_door
 from .api_error import ApiError
-from .auth import AuthMiddleware, Keys
-from .hub import HubIdentities, PrefixMiddleware
+from .auth import OPEN_PATHS, AuthMiddleware, Keys
+from .hub import HubIdentities, HubLogin, HubLoginMiddleware, PrefixMiddleware
 from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .routes import ROUTERS
@@ -66,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    login = HubLogin.from_settings(settings) if hub is not None else None
+    if login is not None:  # browsers (the Services menu) log in with the Hub
+        app.add_middleware(HubLoginMiddleware, login=login, open_paths=OPEN_PATHS)
     if settings.hub_service_prefix:  # outermost: behind the Hub's proxy, paths keep the prefix
         app.add_middleware(PrefixMiddleware, prefix=settings.hub_service_prefix)
 

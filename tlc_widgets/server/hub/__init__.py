@@ -1,4 +1,4 @@
-"""JupyterHub service mode: identities from Hub tokens, and the `/services/NAME/` prefix.
+"""JupyterHub service mode: identities from Hub tokens, the Hub's login, the service prefix.
 
     >>> from tlc_widgets.config import Settings
     >>> hub_mode(Settings(_env_file=None, hub=False))
@@ -14,10 +14,13 @@ from urllib.parse import urlsplit
 
 from ...config import Settings
 from .identities import HubIdentities, hub_mode, token_of
+from .login import HubLogin, HubLoginMiddleware
 from .prefix import PrefixMiddleware, route_path
 
 __all__ = [
     "HubIdentities",
+    "HubLogin",
+    "HubLoginMiddleware",
     "PrefixMiddleware",
     "hub_mode",
     "route_path",

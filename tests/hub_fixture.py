@@ -40,7 +40,8 @@ __all__ = ["SERVICE", "RunningHub", "require_jupyterhub", "running_hub"]
 
 SERVICE = "tlc"
 EXTERNAL = "tlc-ext"
-STARTUP_S = 90  # bound on the Hub + proxy + service start (≈10 s here)
+STARTUP_S = 90  # bound on the Hub + proxy + service start (≈10 s here, 35 s when busy)
+SERVER_STARTUP_S = 240  # a single-user server (JupyterLab's import alone is slow on a busy box)
 
 
 def require_jupyterhub() -> None:
@@ -101,12 +102,14 @@ class RunningHub:
         with self.api() as api:
             r = api.post(f"/users/{user}/server")
             assert r.status_code in (201, 202), r.text
-            deadline = time.monotonic() + STARTUP_S
+            deadline = time.monotonic() + SERVER_STARTUP_S
             while time.monotonic() < deadline:
                 server = api.get(f"/users/{user}").json()["servers"].get("", {})
                 if server.get("ready"):
                     return
-                time.sleep(0.2)  # polling another process's start-up
+                if not server:  # the Hub gave up on it (its start_timeout)
+                    break
+                time.sleep(0.5)  # polling another process's start-up
         raise RuntimeError(f"{user}'s server did not start:\n{self.tail()}")
 
     def stop(self) -> None:
@@ -120,7 +123,10 @@ class RunningHub:
                 self.process.wait(timeout=10)
 
     def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        """The Hub's last log lines, without those of the fixture's own polling."""
+        polling = ("(test-admin@", "/healthz", "xsrf cookie", "custom error page")
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join([line for line in text if not any(p in line for p in polling)][-lines:])
 
 
 CONFIG = """\
@@ -136,6 +142,8 @@ c.JupyterHub.authenticator_class = "dummy"
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{dir}/home/{{username}}"
 c.Spawner.args = ["--allow-root"]  # the test machine runs as root; a real Hub does not
+c.Spawner.start_timeout = 200  # a busy 2-core test machine; the Hub's default is 60 s
+c.Spawner.http_timeout = 200
 # What docs/jupyterhub.md gives every server: the queue's URL, and OpenAI's variables so any
 # OpenAI client works unchanged (the server's own Hub token is the key).
 c.Spawner.environment = {{

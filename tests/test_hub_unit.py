@@ -31,6 +31,7 @@ def test_hub_mode_is_on_with_the_hubs_environment_and_can_be_forced(
     monkeypatch.setenv("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api/")
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-token")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/tlc/")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "tlc")
     monkeypatch.setenv("TLC_HUB_TEACHER_GROUPS", "teachers, tas")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert hub_mode(settings) and settings.hub_service_prefix == "/services/tlc/"
@@ -41,6 +42,24 @@ def test_hub_mode_is_on_with_the_hubs_environment_and_can_be_forced(
     assert HubIdentities.from_settings(Settings(_env_file=None)) is None  # type: ignore[call-arg]
 
 
+def test_inside_a_users_own_server_it_stays_a_local_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single-user server's environment has the Hub's URL and a token, and a prefix and URL
+    of its own, but no service name: a `tlc serve` a notebook starts there is not the Hub's."""
+    for name, value in {
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
+        "JUPYTERHUB_API_TOKEN": "alices-server-token",
+        "JUPYTERHUB_USER": "alice",
+        "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/",
+        "JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:45678/user/alice/",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert not hub_mode(settings) and HubIdentities.from_settings(settings) is None
+    assert service_address(settings).port == 8000  # not the port of alice's own server
+
+
 def test_forcing_hub_mode_without_the_hub_says_what_is_missing() -> None:
     with pytest.raises(ValueError, match="JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN"):
         HubIdentities.from_settings(Settings(_env_file=None, hub=True))  # type: ignore[call-arg]
@@ -48,9 +67,9 @@ def test_forcing_hub_mode_without_the_hub_says_what_is_missing() -> None:
 
 def test_the_service_listens_where_the_hub_expects_unless_told_otherwise() -> None:
     url = "http://127.0.0.1:10101"
-    given = Settings(_env_file=None, hub_service_url=url)  # type: ignore[call-arg]
+    given = Settings(_env_file=None, hub=True, hub_service_url=url)  # type: ignore[call-arg]
     assert (service_address(given).host, service_address(given).port) == ("127.0.0.1", 10101)
-    told = Settings(_env_file=None, hub_service_url=url, port=9000)  # type: ignore[call-arg]
+    told = Settings(_env_file=None, hub=True, hub_service_url=url, port=9000)  # type: ignore[call-arg]
     assert service_address(told).port == 9000
 
 
@@ -89,13 +108,19 @@ async def test_an_unreachable_hub_is_a_503_and_a_missing_token_a_401() -> None:
 
 
 async def test_the_app_answers_under_the_service_prefix_and_at_the_root() -> None:
-    with queue_server("http://127.0.0.1:9/v1", hub_service_prefix="/services/tlc/") as queue:
+    hub = {"hub_api_url": f"http://127.0.0.1:{free_port()}/hub/api", "hub_api_token": "t"}
+    with queue_server(
+        "http://127.0.0.1:9/v1", hub=True, hub_service_prefix="/services/tlc/", **hub
+    ) as queue:
         async with httpx.AsyncClient(base_url=queue.url) as client:
-            for path in ("/healthz", "/services/tlc/healthz", "/services/tlc/api/queue"):
+            for path in ("/healthz", "/services/tlc/healthz", "/services/tlc/openapi.json"):
                 assert (await client.get(path)).status_code == 200, path
             docs = (await client.get("/services/tlc/docs")).text
             assert "/services/tlc/openapi.json" in docs  # the docs page works behind the proxy
-            assert (await client.get("/services/tlcx/healthz")).status_code == 404
+            r = await client.get("/services/tlc/api/queue")  # found, and guarded
+            assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+            # Not under the prefix: an unknown path, which needs a token like any other.
+            assert (await client.get("/services/tlcx/healthz")).status_code == 401
 
 
 async def test_a_login_callback_with_a_wrong_state_is_refused_without_asking_the_hub() -> None:

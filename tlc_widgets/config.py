@@ -174,8 +174,8 @@ class Settings(BaseSettings):
     # The Hub gives a service its JUPYTERHUB_* variables; those names are read as they are.
     hub: bool | None = Field(
         None,
-        description="Identify users by their JupyterHub token. Empty: on when JUPYTERHUB_API_URL "
-        "and JUPYTERHUB_API_TOKEN are set (as the Hub does for its services).",
+        description="Identify users by their JupyterHub token. Empty: on when JUPYTERHUB_API_URL, "
+        "JUPYTERHUB_API_TOKEN and JUPYTERHUB_SERVICE_NAME are set (as for a Hub service).",
     )
     hub_teacher_groups: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["teachers"],

@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     login = HubLogin.from_settings(settings) if hub is not None else None
     if login is not None:  # browsers (the Services menu) log in with the Hub
         app.add_middleware(HubLoginMiddleware, login=login, open_paths=OPEN_PATHS)
-    if settings.hub_service_prefix:  # outermost: behind the Hub's proxy, paths keep the prefix
+    # Outermost: behind the Hub's proxy, paths keep the prefix.
+    if hub is not None and settings.hub_service_prefix:
         app.add_middleware(PrefixMiddleware, prefix=settings.hub_service_prefix)
 
     return app

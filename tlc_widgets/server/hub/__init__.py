@@ -5,7 +5,8 @@
     False
 
 `tlc serve` turns it on by itself when the Hub starts it as a service (the Hub puts
-`JUPYTERHUB_API_URL` and `JUPYTERHUB_API_TOKEN` in its environment); see docs/jupyterhub.md.
+`JUPYTERHUB_API_URL`, `JUPYTERHUB_API_TOKEN` and `JUPYTERHUB_SERVICE_NAME` in its
+environment); see docs/jupyterhub.md.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ def service_address(settings: Settings) -> Settings:
     """`settings` listening where the Hub expects the service (`JUPYTERHUB_SERVICE_URL`),
     unless a host or port was given.
 
-    >>> s = Settings(_env_file=None, hub_service_url="http://127.0.0.1:10101")
+    >>> s = Settings(_env_file=None, hub=True, hub_service_url="http://127.0.0.1:10101")
     >>> (service_address(s).host, service_address(s).port)
     ('127.0.0.1', 10101)
     """
-    if not settings.hub_service_url:
+    if not settings.hub_service_url or not hub_mode(settings):
         return settings
     url = urlsplit(settings.hub_service_url)
     update: dict[str, object] = {}

@@ -191,7 +191,12 @@ class HubIdentities:
 
 
 def hub_mode(settings: Settings) -> bool:
-    """`TLC_HUB` if set, else on when the Hub's URL and token are in the environment."""
+    """`TLC_HUB` if set, else on when the Hub started us as a service (or we were told so).
+
+    A user's own server has JUPYTERHUB_API_URL and _TOKEN too (and a service prefix and URL
+    of its own): a `tlc serve` started from a notebook there must stay a plain local server.
+    Only a service is given JUPYTERHUB_SERVICE_NAME.
+    """
     if settings.hub is not None:
         return settings.hub
-    return bool(settings.hub_api_url and settings.hub_api_token)
+    return bool(settings.hub_api_url and settings.hub_api_token and settings.hub_service_name)

@@ -175,11 +175,13 @@ async def test_a_browser_logs_in_with_the_hub_and_its_cookie_then_says_who(
             f"{service}/api/requests", json=urgent, headers={"Sec-Fetch-Site": "same-origin"}
         )
         assert r.status_code == 202 and r.json()["user"] == "carol", r.text
-        # The same cookie on a request another site makes the browser send counts for nothing.
+        # The same cookie on a request another site makes the browser send counts for nothing
+        # (401 here; a Host/Origin guard in front of the app may refuse it first: 403).
         r = await browser.post(
             f"{service}/api/requests", json=urgent, headers={"Sec-Fetch-Site": "cross-site"}
         )
-        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+        refusals = {(401, "unauthorized"), (403, "cross_origin")}
+        assert (r.status_code, r.json()["error"]["code"]) in refusals, r.text
 
     # A login the Hub no longer knows (expired, revoked) sends the page to log in again.
     async with httpx.AsyncClient(base_url=hub.url, timeout=30) as stale:

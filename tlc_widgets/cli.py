@@ -138,6 +138,7 @@ def serve(ns: argparse.Namespace) -> None:
     from .server.auth import Keys
     from .server.connections import raise_open_file_limit, uvicorn_options
     from .server.guard import check_exposure
+    from .server.hub import hub_mode, service_address
     from .server.shutdown import QueueServer
     from .server.upstream_keys import upstream_keys
 
@@ -145,14 +146,22 @@ def serve(ns: argparse.Namespace) -> None:
     if "upstream_keys" in given:
         given["upstream_keys"] = ",".join(given["upstream_keys"])
     try:  # a setting that cannot be right stops the start with one sentence, not a traceback
-        settings = Settings(**given)
+        settings = service_address(Settings(**given))  # as a Hub service: where the Hub says
         _logging(settings.log_level)
         keys = Keys.from_settings(settings)
         upstream_keys(settings)
-        check_exposure(settings, keyed=bool(keys))
+        check_exposure(settings, keyed=bool(keys) or hub_mode(settings))
         app = create_app(settings)
     except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
         sys.exit(f"tlc serve: {exc}")
+    if hub_mode(settings):
+        logging.getLogger("tlc").info(
+            "Hub mode: users and roles from JupyterHub at %s (teachers: group %s); answering at "
+            "%s and /",
+            settings.hub_api_url,
+            ", ".join(settings.hub_teacher_groups) or "none",
+            settings.hub_service_prefix or "/",
+        )
     raise_open_file_limit()
     # QueueServer: at SIGTERM / Ctrl-C the queue ends every request first (server/shutdown.py).
     config = uvicorn.Config(
@@ -163,7 +172,10 @@ def serve(ns: argparse.Namespace) -> None:
         timeout_graceful_shutdown=3,
         **uvicorn_options(settings),
     )
-    QueueServer(config).run()
+    try:
+        QueueServer(config).run()
+    except KeyboardInterrupt:  # SIGINT (Ctrl-C, or the Hub stopping its service): ended cleanly
+        pass
 
 
 def practice(ns: argparse.Namespace) -> None:

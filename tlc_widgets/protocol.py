@@ -119,6 +119,7 @@ class ErrorCode(StrEnum):
     MODEL_LOAD_FAILED = "model_load_failed"
     MODEL_LOAD_TIMEOUT = "model_load_timeout"
     SHUTTING_DOWN = "shutting_down"
+    HUB_UNAVAILABLE = "hub_unavailable"
     INTERNAL_ERROR = "internal_error"
     HOST_NOT_ALLOWED = "host_not_allowed"
     CROSS_ORIGIN = "cross_origin"
@@ -181,6 +182,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.SHUTTING_DOWN: (
         503,
         "The queue server is stopping; send your request again in a minute.",
+    ),
+    ErrorCode.HUB_UNAVAILABLE: (
+        503,
+        "JupyterHub, which tells this server who you are, is not answering; try again in a minute.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (

@@ -25,8 +25,9 @@ from ..config import Settings
 from ..protocol import ErrorCode, error_body
 from . import openai_door
 from .api_error import ApiError
-from .auth import AuthMiddleware, Keys
+from .auth import OPEN_PATHS, AuthMiddleware, Keys
 from .guard import install_guard
+from .hub import HubIdentities, HubLogin, HubLoginMiddleware, PrefixMiddleware
 from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .routes import ROUTERS
@@ -37,14 +38,20 @@ __all__ = ["create_app"]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    keys = Keys.from_settings(settings)  # a bad keys file stops the start, with its line
+    # In a JupyterHub the Hub's tokens say who is asking; else the keys (if any) do.
+    hub = HubIdentities.from_settings(settings)
+    keys = hub or Keys.from_settings(settings)  # a bad keys file stops the start, with its line
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with practice_upstream(settings) as effective:
             async with QueueService.running(effective, keys_on=bool(keys)) as queue:
                 app.state.queue = queue
-                yield
+                try:
+                    yield
+                finally:
+                    if hub is not None:
+                        await hub.aclose()
 
     app = FastAPI(
         title="TLC queue server",
@@ -60,7 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    install_guard(app, settings)  # outermost: foreign Host, cross-site calls, CORS
+    login = HubLogin.from_settings(settings) if hub is not None else None
+    if login is not None:  # browsers (the Services menu) log in with the Hub
+        app.add_middleware(HubLoginMiddleware, login=login, open_paths=OPEN_PATHS)
+    install_guard(app, settings, hub=hub is not None)  # foreign Host, cross-site calls, CORS
+    # Outermost: behind the Hub's proxy, paths keep the prefix; strip it before the guard,
+    # so its private-path rules see `/api/…`.
+    if hub is not None and settings.hub_service_prefix:
+        app.add_middleware(PrefixMiddleware, prefix=settings.hub_service_prefix)
 
     return app
 

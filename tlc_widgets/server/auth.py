@@ -24,12 +24,13 @@ Another user's request answers 404, not 403, so a probe cannot tell which ids ex
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from starlette.responses import JSONResponse
@@ -38,6 +39,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..config import Settings
 from ..protocol import ErrorCode, error_body
 from .api_error import ApiError
+
+if TYPE_CHECKING:
+    from .hub import HubIdentities
 
 __all__ = [
     "LOCAL",
@@ -257,7 +261,7 @@ class AuthMiddleware:
     The identity is left in `scope["state"]`, where `identity_of(request)` finds it.
     """
 
-    def __init__(self, app: ASGIApp, keys: Keys) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys | HubIdentities) -> None:
         self.app = app
         self.keys = keys
 
@@ -271,12 +275,15 @@ class AuthMiddleware:
         elif scope["path"] not in OPEN_PATHS:
             header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
             try:
-                state["identity"] = self.keys.identify(header)
+                identity = self.keys.identify(header)
+                # HubIdentities asks the Hub, so its identify is a coroutine; Keys' is not.
+                state["identity"] = await identity if inspect.isawaitable(identity) else identity
             except ApiError as exc:
                 response = JSONResponse(
                     error_body(exc.code, exc.detail),
                     status_code=exc.status,
-                    headers={"WWW-Authenticate": 'Bearer realm="tlc"'},
+                    headers={"WWW-Authenticate": 'Bearer realm="tlc"'}
+                    | ({"Retry-After": str(exc.retry_after)} if exc.retry_after else {}),
                 )
                 await response(scope, receive, send)
                 return

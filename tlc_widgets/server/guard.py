@@ -214,7 +214,7 @@ class OriginGuardMiddleware:
         await self.app(scope, receive, send)
 
 
-def install_guard(app: FastAPI, settings: Settings) -> None:
+def install_guard(app: FastAPI, settings: Settings, hub: bool = False) -> None:
     """Add the host check, CORS (if configured) and the origin check to `app`.
 
     Call it after every other `add_middleware`: the last added runs first, so a foreign
@@ -229,7 +229,9 @@ def install_guard(app: FastAPI, settings: Settings) -> None:
             allow_headers=["*"],  # Authorization, Content-Type, Last-Event-ID …
             expose_headers=["Retry-After"],
         )
-    app.add_middleware(HostGuardMiddleware, names=HostNames.from_settings(settings))
+    if not hub:  # behind the Hub's proxy the Host is the Hub's public name, and every
+        # route needs a Hub token or the Hub's login cookie (which a rebinding page lacks)
+        app.add_middleware(HostGuardMiddleware, names=HostNames.from_settings(settings))
 
 
 def check_exposure(settings: Settings, keyed: bool) -> None:

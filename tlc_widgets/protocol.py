@@ -237,15 +237,31 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """A piece of the reply. Most carry `content`; the rest is what an OpenAI client sent
+    for and the upstream gave (tool-call pieces, log-probabilities, a refusal), passed on
+    as the upstream wrote it. A panel may ignore those; the OpenAI door does not.
+
+    >>> event_data(Delta(content="Hi"))
+    {'content': 'Hi'}
+    >>> event_data(Delta(tool_calls=[{"index": 0, "function": {"arguments": "{"}}]))
+    {'tool_calls': [{'index': 0, 'function': {'arguments': '{'}}]}
+    """
+
     content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
+    refusal: str | None = None
+    index: int = 0  #: which choice (OpenAI's `n`); 0 unless the client asked for several
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
     finish_reason: str
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None  #: the upstream's, with its `*_details` when it has them
     timings: dict[str, float | None] = field(default_factory=dict)
+    upstream_id: str | None = None  #: the id the upstream gave the reply (`chatcmpl-…`)
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +298,7 @@ class Accepted:
     model: str
     user: str
 
+
 _CLASSES: dict[EventName, type[Event]] = {
     EventName.QUEUED: Queued,
     EventName.STARTED: Started,
@@ -302,11 +319,10 @@ def event_data(event: Event) -> dict[str, Any]:
     if isinstance(event, Queued):  # the most frequent event: no asdict() reflection
         return {"position": event.position, "waiting": event.waiting, "eta_s": event.eta_s}
     if isinstance(event, Delta):
-        return (
-            {"content": event.content}
-            if event.reasoning is None
-            else {"reasoning": event.reasoning}
-        )
+        if event.reasoning is None and event.tool_calls is None and event.logprobs is None:
+            if event.refusal is None and event.index == 0:  # nearly every token: no reflection
+                return {"content": event.content}
+        return {k: v for k, v in asdict(event).items() if v is not None and (k != "index" or v)}
     return asdict(event)
 
 

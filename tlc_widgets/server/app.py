@@ -10,7 +10,7 @@ Native API (what the widgets and lessons use) — see README.md for the full tab
     GET    /api/requests/{id}          status and text so far
     DELETE /api/requests/{id}          cancel
     GET    /api/queue, /api/queue/events, /api/models, /healthz, /readyz, /metrics
-    /api/history…  (history_api.py) · /api/admin/…  (admin.py) · /v1/…  (openai_door.py)
+    /api/history…  (history_api.py) · /api/admin/…  (admin.py) · /v1/…  (openai/)
 
 Around every route: the body limit (limits.py), then the key check (auth.py), which
 leaves the caller's identity for `identity_of(request)`.
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from ..config import ModelPreset, Settings
 from ..protocol import ErrorCode, RequestBody, error_body
-from . import admin, history_api, openai_door
+from . import admin, history_api, openai
 from .auth import AuthMiddleware, Keys, identity_of
 from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    app.include_router(openai_door.router)
+    app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(history_api.router)
     # The last added runs first: the body limit holds even for requests without a key.

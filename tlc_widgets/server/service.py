@@ -29,7 +29,7 @@ from .history import History
 from .limits import RateLimiter, estimate_tokens
 from .logline import log_change
 from .positions import Positions
-from .records import Record, RecordStore
+from .records import CHAT, Call, Record, RecordStore
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
 from .upstream import Timeouts, Upstream
@@ -145,8 +145,12 @@ class QueueService:
 
     # ------------------------------------------------------------------ admission
 
-    async def submit(self, body: RequestBody, user: str, role: Role = Role.ADMIN) -> Record:
-        """Accept a request into the queue, or raise `ApiError` saying why not."""
+    async def submit(
+        self, body: RequestBody, user: str, role: Role = Role.ADMIN, call: Call = CHAT
+    ) -> Record:
+        """Accept a request into the queue, or raise `ApiError` saying why not.
+
+        `call` is what the OpenAI door adds: another endpoint, the client's own fields."""
         s = self.settings
         if self.draining:
             raise ApiError(ErrorCode.DRAINING)
@@ -173,6 +177,7 @@ class QueueService:
             params=params,
             priority=body.priority,
             on_change=self._on_record_change,
+            call=call,
         )
         self.store.add(record)
         self.scheduler.push(Entry(record.id, user, model, body.priority))

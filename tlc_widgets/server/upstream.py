@@ -121,8 +121,14 @@ class Upstream:
     async def _openai_models(self) -> dict[str, ModelInfo]:
         resp = await self.client.get(self.base_url + "/models")
         resp.raise_for_status()
+        # This list has no model types: an id that says "embed" (LM Studio's embedding
+        # models all do) is taken for an embedding model.
         return {
-            m["id"]: ModelInfo(created=m.get("created"), owned_by=m.get("owned_by"))
+            m["id"]: ModelInfo(
+                kind="embeddings" if "embed" in m["id"].lower() else "llm",
+                created=m.get("created"),
+                owned_by=m.get("owned_by"),
+            )
             for m in resp.json().get("data", [])
         }
 

@@ -268,9 +268,10 @@ class Scripted:
 def _sse(frames: list[bytes]) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         for f in frames:
-            # Each frame in two writes cut inside it (often inside a multi-byte character):
-            # readers must join bytes across network chunks before decoding.
-            cut = len(f) // 2
+            # Each frame in two writes, cut inside its first multi-byte character if it has
+            # one: readers must join bytes across network chunks before decoding.
+            lead = next((i for i, b in enumerate(f) if b >= 0xC0), None)
+            cut = len(f) // 2 if lead is None else lead + 1
             yield f[:cut]
             yield f[cut:]
 

@@ -111,6 +111,8 @@ class ErrorCode(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_REJECTED = "upstream_rejected"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -152,6 +154,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         502,
         "The model server failed in the middle of the reply; the text so far is kept.",
     ),
+    ErrorCode.UPSTREAM_REJECTED: (
+        400,
+        "The model server refused this request (it says why after this sentence).",
+    ),
+    ErrorCode.UNSUPPORTED_ENDPOINT: (404, "The model server does not offer this endpoint."),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
 }
 

@@ -37,6 +37,7 @@ from ..protocol import (
     event_name,
 )
 from ..sse import data_frame, frame
+from .upstream_call import CHAT, Call
 
 __all__ = ["CHAT", "Call", "IllegalTransition", "Record", "RecordStore"]
 
@@ -51,27 +52,6 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
 
 class IllegalTransition(RuntimeError):
     """A bug: something tried to move a request along an edge the lifecycle does not have."""
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What the upstream is asked, beside the model and the messages: its endpoint, the
-    client's own fields (passed as given), and what to keep of the reply for an OpenAI
-    client — the upstream's frames (`wire`, a stream) or its parsed chunks (`chunks`, a
-    whole reply). A native request keeps neither: its events are all it needs.
-
-    >>> Call("embeddings", {"input": ["hi"]}, chunks=True).endpoint
-    'embeddings'
-    """
-
-    endpoint: str = "chat/completions"
-    extra: dict[str, Any] = field(default_factory=dict)
-    wire: bool = False
-    chunks: bool = False
-
-
-#: A native chat request.
-CHAT = Call()
 
 
 @dataclass(eq=False)

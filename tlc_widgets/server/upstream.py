@@ -262,6 +262,12 @@ def map_error(status: int, text: str) -> UpstreamFailure:
         return UpstreamFailure(ErrorCode.MODEL_NOT_LOADED, message)
     if code == "model_not_found" or ("model" in lowered and "not found" in lowered):
         return UpstreamFailure(ErrorCode.MODEL_NOT_FOUND, message)
-    if status == 404:
+    if status == 404 and "model" in lowered:
         return UpstreamFailure(ErrorCode.MODEL_NOT_LOADED, message)
+    if status in (404, 405) or "unexpected endpoint" in lowered:
+        return UpstreamFailure(ErrorCode.UNSUPPORTED_ENDPOINT, message)
+    if 400 <= status < 500 and status not in (401, 403, 408, 429):
+        # The upstream refused what the client sent (a tool schema, a field it rejects):
+        # the client's to fix, so it gets a 4xx, not a 5xx its SDK would retry.
+        return UpstreamFailure(ErrorCode.UPSTREAM_REJECTED, f"HTTP {status}: {message}")
     return UpstreamFailure(ErrorCode.UPSTREAM_ERROR, f"HTTP {status}: {message}")

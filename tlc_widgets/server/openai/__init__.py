@@ -1,6 +1,7 @@
 """The OpenAI-compatible front door: `/v1/…`, an adapter over the queue's own records.
 
-    >>> client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+    >>> router.prefix, router.tags
+    ('/v1', ['openai'])
     >>> client.chat.completions.create(model="practice-fast", messages=[...], stream=True)
     ... # doctest: +SKIP
 

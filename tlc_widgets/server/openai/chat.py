@@ -1,6 +1,7 @@
 """`POST /v1/chat/completions`: a transparent door to the upstream's chat completions.
 
-    >>> client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")
+    >>> ChatBody(messages=[{"role": "user", "content": "hi"}], seed=7, top_k=40).model_extra
+    {'seed': 7, 'top_k': 40}
     >>> client.chat.completions.create(model="practice-fast", messages=[...], tools=[...])
     ... # doctest: +SKIP
 

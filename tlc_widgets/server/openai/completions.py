@@ -1,5 +1,7 @@
 """`POST /v1/completions`: legacy text completion (LM Studio serves it), queued like chat.
 
+>>> CompletionBody(prompt="Once upon", suffix="!").model_extra
+{'suffix': '!'}
 >>> client.completions.create(model="practice-fast", prompt="Once upon")  # doctest: +SKIP
 """
 

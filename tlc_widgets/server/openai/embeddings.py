@@ -1,5 +1,7 @@
 """`POST /v1/embeddings`: queued fairly, in a pool of its own model's slots.
 
+    >>> EmbeddingBody(input=["a", "b"], dimensions=8).model_extra
+    {'dimensions': 8}
     >>> client.embeddings.create(model="text-embedding-nomic", input=["a", "b"])  # doctest: +SKIP
 
 Embeddings are short (one forward pass, no generation), and in LM Studio an embedding model

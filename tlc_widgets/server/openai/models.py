@@ -1,5 +1,7 @@
 """`GET /v1/models` and `/v1/models/{id}`: the models of every answering upstream.
 
+    >>> [route.path for route in router.routes]
+    ['/models', '/models/{model:path}']
     >>> client.models.list().data[0].id          # doctest: +SKIP
     'practice-fast'
 

@@ -1,5 +1,7 @@
 """`POST /v1/responses`: OpenAI's Responses API (LM Studio 0.3.29+), queued like chat.
 
+    >>> ResponseBody(input="Hello", reasoning={"effort": "low"}).model_extra
+    {'reasoning': {'effort': 'low'}}
     >>> client.responses.create(model="practice-fast", input="Hello")  # doctest: +SKIP
 
 A stream forwards the upstream's named events (`response.created`, …

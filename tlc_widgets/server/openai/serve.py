@@ -1,6 +1,8 @@
 """One OpenAI request through the queue: admitted (or a retry re-attached), then answered
 as a stream of the upstream's own frames, or as one whole reply.
 
+    >>> usage_of(Record.new(user="ada", model="m", messages=[{"content": "two words"}], params={}))
+    {'prompt_tokens': 2, 'completion_tokens': 0, 'total_tokens': 2}
     >>> return await serve(service, caller, request, native, call, body)   # doctest: +SKIP
 
 A stream forwards the frames the upstream wrote, as it wrote them (`record.wire`): nothing

@@ -197,6 +197,8 @@ def test_faults_update_and_validate() -> None:
         "drop_after_tokens": 4,
         "truncate_after_tokens": None,
         "no_models_loaded": False,
+        "load_failure": None,
+        "load_time_s": None,
     }
     assert changed.first_stream_fault() == ("drop_after_tokens", 4)
     assert Faults().first_stream_fault() is None

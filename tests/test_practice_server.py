@@ -86,7 +86,10 @@ def test_model_lists() -> None:
         v1 = httpx.get(url + "/api/v1/models").json()
     assert openai_list == {
         "object": "list",
-        "data": [{"id": m, "object": "model", "owned_by": "organization_owner"} for m in MODELS],
+        "data": [
+            {"id": m, "object": "model", "owned_by": "organization_owner"}
+            for m in [*MODELS, "practice-embed"]
+        ],
     }
     assert v0["object"] == "list"
     assert v0["data"][0] == {
@@ -110,7 +113,10 @@ def test_model_lists() -> None:
         "trained_for_tool_use": False,
         "reasoning": True,
     }
-    for m in v1["models"]:
+    *llms, embed = v1["models"]
+    assert embed["type"] == "embedding" and v0["data"][-1]["type"] == "embeddings"
+    assert "hashed bag of words, not semantic" in embed["display_name"]
+    for m in llms:
         assert m["key"].startswith("practice-")
         assert "statistical text generator, not an LLM" in m["display_name"]
         assert m["description"] == "practice model (statistical text generator, not an LLM)"
@@ -267,7 +273,7 @@ async def test_the_openai_client() -> None:
             thinker = await client.chat.completions.create(
                 model="practice-thinker", messages=[{"role": "user", "content": "Hi"}]
             )
-    assert models == MODELS
+    assert models == [*MODELS, "practice-embed"]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None

@@ -3,7 +3,8 @@
     >>> faults = Faults(fail_after_tokens=3)
     >>> faults.updated({"fail_after_tokens": None, "stall_after_tokens": 5}).as_dict()
     {'fail_after_tokens': None, 'stall_after_tokens': 5, 'drop_after_tokens': None, \
-'truncate_after_tokens': None, 'no_models_loaded': False}
+'truncate_after_tokens': None, 'no_models_loaded': False, 'load_failure': None, \
+'load_time_s': None}
 
 Each `*_after_tokens` fault fires once a stream has sent that many tokens (reasoning tokens
 count too). What a client sees:
@@ -12,7 +13,9 @@ count too). What a client sees:
 * stall    — nothing more, ever, until the client gives up;
 * drop     — the TCP connection is torn down in the middle of the chunked response;
 * truncate — the stream ends tidily but without `finish_reason` and without `[DONE]`;
-* no_models_loaded — LM Studio's "No models loaded" error and empty model lists.
+* no_models_loaded — LM Studio's "No models loaded" error and empty model lists;
+* load_failure — the next model loads fail: "out_of_memory" (soon after starting) or
+  "timeout" (after the load time); `load_time_s` changes how long loads take.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tlc_widgets.practice.settings import PracticeSettings
 
-__all__ = ["FAIL_MESSAGE", "Faults"]
+__all__ = ["FAIL_MESSAGE", "LOAD_FAILURES", "Faults"]
+
+#: The load failures the practice model can fake (None: loads work).
+LOAD_FAILURES = (None, "out_of_memory", "timeout")
 
 FAIL_MESSAGE = "Model crashed (practice fault: fail_after_tokens)"
 
@@ -40,6 +46,10 @@ class Faults:
     drop_after_tokens: int | None = None
     truncate_after_tokens: int | None = None
     no_models_loaded: bool = False
+    #: A model load fails: "out_of_memory" at once-ish, or "timeout" after the load time.
+    load_failure: str | None = None
+    #: Loads take this many seconds (None: the setting `default_load_time_s`).
+    load_time_s: float | None = None
 
     @classmethod
     def from_settings(cls, settings: PracticeSettings) -> Faults:
@@ -62,6 +72,14 @@ class Faults:
                     value = False
                 if not isinstance(value, bool):
                     raise ValueError("no_models_loaded must be true, false or null")
+            elif name == "load_failure":
+                if value not in LOAD_FAILURES:
+                    raise ValueError(f"load_failure must be one of {LOAD_FAILURES}")
+            elif name == "load_time_s":
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                ):
+                    raise ValueError("load_time_s must be a number of seconds ≥ 0, or null")
             elif value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):

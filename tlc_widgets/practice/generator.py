@@ -16,14 +16,27 @@ Pure: no I/O apart from reading the shipped corpus through `importlib.resources`
 
 from __future__ import annotations
 
-import hashlib
+import heapq
+import math
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
-from typing import Any, Literal, NamedTuple
+from itertools import pairwise
+from typing import Any, NamedTuple
+
+from tlc_widgets.practice.generation import FinishReason, Generation, Step, Token
+from tlc_widgets.practice.text import (
+    STOP_WORDS,
+    Prompt,
+    capitalise,
+    count_prompt_tokens,
+    ends_sentence,
+    normal,
+    prompt_text,
+    stable_seed,
+)
 
 __all__ = [
     "FinishReason",
@@ -36,82 +49,21 @@ __all__ = [
     "prompt_text",
 ]
 
-#: A bare prompt string, or OpenAI chat messages (`content` a string or a list of text parts).
-Prompt = str | Sequence[Mapping[str, Any]]
-FinishReason = Literal["stop", "length"]
+_normal = normal  # the old private name, used by tests
 
-
-class Token(NamedTuple):
-    """One generated word with its leading space; `reasoning` marks "thinking" tokens."""
-
-    text: str
-    reasoning: bool = False
-
-
-_SENTENCE_END = re.compile(r"[.!?][)'\"’”]*$")
-_WORD_CHARS = re.compile(r"[^a-z0-9']+")
-# Words too common to say what a prompt is about.
-_STOP_WORDS = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been am i "
-    "me my you your he she it we they them his her its our their this that these those what "
-    "which who whom how why when where there here do does did not no yes so can could would "
-    "should will shall may might must about tell please give some any all one just like into "
-    "out up down than then too very also have has had let lets let's say write explain "
-    "describe know".split()
-)
 # Start a sentence from "the Rabbit", not from "Rabbit".
 _LEAD_INS = frozenset("the a an my his her their its this that your our".split())
 _MIN_LEN, _MAX_LEN = 30, 120  # natural answer length, in tokens, drawn per prompt
-_OVERRUN = 60  # tokens past the drawn length we keep looking for a sentence end
 _STEER_BOOST = 4.0  # how much more likely a prompt word is than its corpus count says
 _JUMP_TO_TOPIC = 0.35  # chance that a new sentence restarts at a prompt word
-_PARAGRAPH = 0.15  # chance that a new sentence starts a new paragraph
 
 
-def _normal(word: str) -> str:
-    return _WORD_CHARS.sub("", word.lower()).strip("'")
-
-
-def _ends_sentence(word: str) -> bool:
-    return _SENTENCE_END.search(word) is not None
-
-
-def _capitalise(word: str) -> str:
-    return word[:1].upper() + word[1:]
-
-
-def _message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, Sequence):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, Mapping))
-    return ""
-
-
-def prompt_text(prompt: Prompt) -> tuple[str, str]:
-    """`(whole conversation, last user message)` as plain text.
-
-    >>> prompt_text([{"role": "user", "content": [{"type": "text", "text": "Hi"}]}])
-    ('user: Hi', 'Hi')
-    """
-    if isinstance(prompt, str):
-        return prompt, prompt
-    lines = [f"{m.get('role', '')}: {_message_text(m.get('content'))}" for m in prompt]
-    users = [_message_text(m.get("content")) for m in prompt if m.get("role") == "user"]
-    return "\n".join(lines), users[-1] if users else "\n".join(lines)
-
-
-def count_prompt_tokens(prompt: Prompt) -> int:
-    """A plausible prompt token count: words, plus a few per message for the chat template."""
-    whole, _ = prompt_text(prompt)
-    per_message = 0 if isinstance(prompt, str) else 4 * len(prompt)
-    return len(whole.split()) + per_message
-
-
-def _stable_seed(*parts: object) -> int:
-    # Python's hash() of a str changes with every process (PYTHONHASHSEED); blake2b does not.
-    digest = hashlib.blake2b("\x00".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+def _scaled(step: Step, p: float) -> Step:
+    """`step` after a choice of probability `p` (to restart on topic, or not)."""
+    if p == 1.0:
+        return step
+    top = tuple((w, lp + math.log(p)) for w, lp in step.top)
+    return Step(step.word, step.logprob + math.log(p), top)
 
 
 class _Choices(NamedTuple):
@@ -121,6 +73,11 @@ class _Choices(NamedTuple):
 
 def _freeze(table: Mapping[Any, Counter[str]]) -> dict[Any, _Choices]:
     return {k: _Choices(tuple(c), tuple(c.values())) for k, c in table.items()}
+
+
+def _top(pairs: Sequence[tuple[str, float]], k: int) -> tuple[tuple[str, float], ...]:
+    best = heapq.nlargest(k, pairs, key=lambda p: p[1])
+    return tuple((w, math.log(p)) for w, p in best)
 
 
 class MarkovModel:
@@ -151,8 +108,9 @@ class MarkovModel:
         self._starts = [
             i
             for i in range(1, len(words) - 1)
-            if _ends_sentence(words[i - 1]) and words[i][:1].isupper()
+            if ends_sentence(words[i - 1]) and words[i][:1].isupper()
         ] or [0]
+        self._start_counts = Counter(words[i] for i in self._starts)
 
     @property
     def vocabulary(self) -> frozenset[str]:
@@ -168,7 +126,7 @@ class MarkovModel:
         found: dict[str, None] = {}
         for raw in text.split():
             word = _normal(raw)
-            if len(word) > 2 and word not in _STOP_WORDS and word in self._positions:
+            if len(word) > 2 and word not in STOP_WORDS and word in self._positions:
                 found[word] = None
         return list(found)
 
@@ -180,143 +138,110 @@ class MarkovModel:
         temperature: float | None = None,
         max_tokens: int | None = None,
         reasoning: bool = False,
+        top_logprobs: int = 0,
     ) -> Generation:
         """Tokens answering the prompt; `finish_reason` is set once the iterator is exhausted.
 
         `max_tokens` None or ≤ 0 means no limit (LM Studio accepts -1 for that). With
         `reasoning`, a short "thinking" passage (tokens with `reasoning=True`) comes first;
         its tokens count towards `max_tokens`, as they do for real reasoning models.
+        `top_logprobs` > 0 fills each token's `top` with that many most likely words.
         """
         whole, last_user = prompt_text(messages_or_prompt)
-        rng = random.Random(_stable_seed(whole, seed, temperature))
+        rng = random.Random(stable_seed(whole, seed, temperature))
         limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
         # Temperature sharpens (< 1) or flattens (> 1) the corpus counts; 0 is nearly greedy.
         temp = 1.0 if temperature is None else min(max(temperature, 0.1), 2.0)
-        return Generation(self, rng, self.keywords(last_user), limit, temp, reasoning)
+        topic = self.keywords(last_user)
+        return Generation(
+            self, rng, topic, limit, temp, reasoning, top_logprobs, (_MIN_LEN, _MAX_LEN)
+        )
 
     # -- used by Generation -------------------------------------------------------------------
 
-    def _start(self, rng: random.Random, topic: Sequence[str], on_topic: bool) -> list[str]:
-        """The first word(s) of a new sentence: at a prompt word if `on_topic` and there is one."""
+    def _start(
+        self, rng: random.Random, topic: Sequence[str], on_topic: bool, top_k: int
+    ) -> tuple[list[str], Step]:
+        """A new sentence's first words, and the first one's step (probability of the draw)."""
         if on_topic and topic:
-            i = rng.choice(self._positions[rng.choice(topic)])
+            keyword = rng.choice(topic)
+            i = rng.choice(self._positions[keyword])
             # Take up to two words before it that belong to it: "the White Rabbit".
             for _ in range(2):
                 before = self._words[i - 1] if i > 0 else "."
-                if _ends_sentence(before) or not (
-                    _normal(before) in _LEAD_INS or before[:1].isupper()
+                if ends_sentence(before) or not (
+                    normal(before) in _LEAD_INS or before[:1].isupper()
                 ):
                     break
                 i -= 1
+            # Each prompt word is equally likely; lead-ins ("the") are folded into it.
+            share = 1.0 / len(topic)
+            words = self._words[i : i + 2]
+            # The drawn keyword may have taken a lead-in ("the"): name it as it is said.
+            top = [(capitalise(words[0] if k == keyword else k), share) for k in topic]
         else:
             i = rng.choice(self._starts)
-        return self._words[i : i + 2]
+            share = self._start_counts[self._words[i]] / len(self._starts)
+            pairs = [(w, c / len(self._starts)) for w, c in self._start_counts.items()]
+            top = pairs if top_k else []
+            words = self._words[i : i + 2]
+        return words, Step(capitalise(words[0]), math.log(share), _top(top, top_k))
+
+    def _follow(self, w1: str, w2: str, top_k: int) -> Step:
+        """The step from `w1` to `w2` as the chain sees it (order-1: a start's second word)."""
+        choices = self._order1.get(w1)
+        if choices is None or w2 not in choices.words:
+            return Step(w2)
+        total = sum(choices.counts)
+        pairs = [(w, c / total) for w, c in zip(choices.words, choices.counts, strict=True)]
+        share = choices.counts[choices.words.index(w2)] / total
+        return Step(w2, math.log(share), _top(pairs, top_k) if top_k else ())
 
     def _next(
-        self, rng: random.Random, w1: str, w2: str, topic: frozenset[str], temp: float
-    ) -> str | None:
+        self, rng: random.Random, w1: str, w2: str, topic: frozenset[str], temp: float, top_k: int
+    ) -> Step | None:
         choices = self._order2.get((w1, w2)) or self._order1.get(w2)
         if choices is None:
             return None
         weights = [
-            count ** (1.0 / temp) * (_STEER_BOOST if _normal(w) in topic else 1.0)
+            count ** (1.0 / temp) * (_STEER_BOOST if normal(w) in topic else 1.0)
             for w, count in zip(choices.words, choices.counts, strict=True)
         ]
-        return rng.choices(choices.words, weights)[0]
+        index = rng.choices(range(len(weights)), weights)[0]
+        total = sum(weights)
+        top = (
+            _top([(w, x / total) for w, x in zip(choices.words, weights, strict=True)], top_k)
+            if top_k
+            else ()
+        )
+        return Step(choices.words[index], math.log(weights[index] / total), top)
 
-    def _sentences(
-        self, rng: random.Random, topic: Sequence[str], temp: float
-    ) -> Iterator[tuple[str, bool]]:
-        """Endless words as `(word, ends_sentence)`; the first sentence starts on topic."""
+    def steps(
+        self, rng: random.Random, topic: Sequence[str], temp: float, top_k: int = 0
+    ) -> Iterator[Step]:
+        """Endless words with their probabilities; the first sentence starts on topic."""
         topic_set = frozenset(topic)
         restart: bool | None = True  # True: restart on topic, False: anywhere, None: go on
+        jumped = 1.0  # the probability of the choice to restart or go on, after a sentence end
         state: list[str] = []
         while True:
             if restart is not None:
-                state = self._start(rng, topic, on_topic=restart)
-                # Capitalise what we say, but keep the corpus spelling as the chain's state.
-                yield _capitalise(state[0]), _ends_sentence(state[0])
-                yield from ((w, _ends_sentence(w)) for w in state[1:])
+                state, first = self._start(rng, topic, restart, top_k)
+                yield _scaled(first, jumped)
+                # Keep the corpus spelling as the chain's state, but say it capitalised.
+                yield from (self._follow(a, b, top_k) for a, b in pairwise(state))
             w1, w2 = state[-2] if len(state) > 1 else "", state[-1]
-            if _ends_sentence(w2) and rng.random() < _JUMP_TO_TOPIC:
-                restart = True  # steer back to the prompt's words
-                continue
-            word = self._next(rng, w1, w2, topic_set, temp)
-            restart = False if word is None else None  # a dead end: a fresh sentence anywhere
-            if word is not None:
-                state = [w2, word]
-                yield word, _ends_sentence(word)
-
-
-class Generation:
-    """The tokens of one answer, in order; `finish_reason` is "stop" or "length" at the end.
-
-    >>> gen = default_model().generate("Once upon a time", seed=3)
-    >>> text = "".join(t.text for t in gen)
-    >>> gen.finish_reason
-    'stop'
-    """
-
-    def __init__(
-        self,
-        model: MarkovModel,
-        rng: random.Random,
-        topic: list[str],
-        max_tokens: int | None,
-        temperature: float,
-        reasoning: bool,
-    ) -> None:
-        self.finish_reason: FinishReason | None = None
-        self.topic = topic
-        self._model, self._rng, self._limit = model, rng, max_tokens
-        self._temp, self._reasoning = temperature, reasoning
-        self._it = self._run()
-
-    def __iter__(self) -> Generation:
-        return self
-
-    def __next__(self) -> Token:
-        return next(self._it)
-
-    def _passage(self, lead: list[str], low: int, high: int) -> Iterator[str]:
-        """Words: `lead`, then Markov text, ending at a sentence end after `low..high` words."""
-        yield from lead
-        length = self._rng.randint(low, high)
-        for n, (word, end) in enumerate(
-            self._model._sentences(self._rng, self.topic, self._temp), start=1
-        ):
-            yield word
-            if (end and n >= length) or n >= length + _OVERRUN:
-                return
-
-    def _thinking(self) -> Iterator[str]:
-        about = self.topic[0] if self.topic else "this"
-        lead = f"Okay, the user asks about {about}. Let me recall what the stories say.".split()
-        yield from self._passage(lead, 12, 40)
-        yield from "So I will answer with that.".split()
-
-    def _run(self) -> Iterator[Token]:
-        count = 0
-        parts: list[tuple[bool, Iterator[str]]] = []
-        if self._reasoning:
-            parts.append((True, self._thinking()))
-        parts.append((False, self._passage([], _MIN_LEN, _MAX_LEN)))
-        for is_reasoning, words in parts:
-            previous = ""
-            for word in words:
-                if self._limit is not None and count >= self._limit:
-                    self.finish_reason = "length"
-                    return
-                if not previous:
-                    sep = ""
-                elif _ends_sentence(previous) and self._rng.random() < _PARAGRAPH:
-                    sep = "\n\n"  # real chat answers come in paragraphs; Markdown shows them
-                else:
-                    sep = " "
-                yield Token(sep + word, is_reasoning)
-                previous = word
-                count += 1
-        self.finish_reason = "stop"
+            jumped = 1.0
+            if ends_sentence(w2) and topic:
+                if rng.random() < _JUMP_TO_TOPIC:
+                    restart, jumped = True, _JUMP_TO_TOPIC  # steer back to the prompt's words
+                    continue
+                jumped = 1.0 - _JUMP_TO_TOPIC
+            step = self._next(rng, w1, w2, topic_set, temp, top_k)
+            restart = False if step is None else None  # a dead end: a fresh sentence anywhere
+            if step is not None:
+                state = [w2, step.word]
+                yield _scaled(step, jumped)
 
 
 def _read_corpus() -> str:

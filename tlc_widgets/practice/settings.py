@@ -10,14 +10,17 @@ Every field can also come from an environment variable (`TLC_PRACTICE_PARALLEL=2
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BUILTIN_MODELS", "DESCRIPTION", "ModelSpec", "PracticeSettings"]
+__all__ = ["BUILTIN_MODELS", "DESCRIPTION", "EMBED_DESCRIPTION", "ModelSpec", "PracticeSettings"]
 
 #: Said wherever a model is listed, so nobody mistakes the practice model for a real LLM.
 DESCRIPTION = "practice model (statistical text generator, not an LLM)"
+#: The same for the embedding model: its vectors count words, they do not capture meaning.
+EMBED_DESCRIPTION = "practice embeddings (hashed bag of words, not semantic)"
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,22 @@ class ModelSpec:
     reasoning: bool = False
     #: A pretend file size, so `/api/v1/models` looks like a real catalogue.
     size_bytes: int = 1_000_000
+    #: "llm" writes text; "embeddings" only turns text into vectors (LM Studio's types).
+    kind: str = "llm"
 
 
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("practice-fast", "Practice Fast — " + DESCRIPTION, 120.0, 0.05),
     ModelSpec("practice-small", "Practice Small — " + DESCRIPTION, 40.0, 0.2),
     ModelSpec("practice-thinker", "Practice Thinker — " + DESCRIPTION, 30.0, 0.3, reasoning=True),
+    ModelSpec(
+        "practice-embed",
+        "Practice Embed — " + EMBED_DESCRIPTION,
+        0.0,
+        0.0,
+        size_bytes=100_000,
+        kind="embeddings",
+    ),
 )
 
 
@@ -94,6 +107,35 @@ class PracticeSettings(BaseSettings):
     no_models_loaded: bool = Field(
         default=False,
         description="Practice fault: act as if no model were loaded (LM Studio's error).",
+    )
+    loaded_at_start: list[str] | None = Field(
+        default=None,
+        description=(
+            "Which models are loaded when the server starts, like LM Studio after `lms load`. "
+            "Empty: all of them. [] : none, so the first request loads its model (JIT)."
+        ),
+    )
+    jit_loading: bool = Field(
+        default=True,
+        description="Load a model that is not loaded when a request asks for it (LM Studio's JIT).",
+    )
+    default_load_time_s: float = Field(
+        default=3.0, ge=0, description="Seconds a model takes to load (progress is reported)."
+    )
+    default_ttl_s: float | None = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "A model loaded on first use unloads after this many idle seconds (LM Studio's JIT "
+            "TTL, 60 min). A request's `ttl` field overrides it. Empty: never."
+        ),
+    )
+    load_failure: Literal["out_of_memory", "timeout"] | None = Field(
+        default=None,
+        description='Practice fault: loads fail, with "out_of_memory" or "timeout".',
+    )
+    load_time_s: float | None = Field(
+        default=None, ge=0, description="Practice fault: loads take this long instead."
     )
     models: list[str] | None = Field(
         default=None,

@@ -12,7 +12,7 @@ Counters are plain ints changed only here, on one event loop, so they are exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,6 +86,8 @@ class Lease:
 
     slots: Slots
     model: str
+    #: The semaphore the slot came from: a reload with another `parallel` makes a new one.
+    semaphore: anyio.Semaphore
     #: Set by the code that writes the answer when *it* ends it (done, or a fault fired).
     ended_by_server: bool = False
     _released: bool = False
@@ -93,8 +95,10 @@ class Lease:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self.slots._semaphores[self.model].release()
+            self.semaphore.release()
             self.slots.stats.ended(self.model, self.ended_by_server)
+            if self.slots.on_release is not None:
+                self.slots.on_release(self.model)
 
 
 class Slots:
@@ -103,17 +107,37 @@ class Slots:
     def __init__(self, models: Iterable[str], parallel: int) -> None:
         self.stats = Stats()
         self._semaphores = {m: anyio.Semaphore(parallel) for m in models}
+        #: Called with the model's name whenever an answer frees its slot.
+        self.on_release: Callable[[str], None] | None = None
+        #: Slots per model now (what `/api/v1/models` reports as `parallel`).
+        self.parallel = dict.fromkeys(self._semaphores, parallel)
         for m in self._semaphores:
             self.stats.per_model[m] = Counters()
+
+    def resize(self, model: str, parallel: int) -> None:
+        """New requests for `model` get `parallel` slots (a reload with another `parallel`).
+
+        Answers running now finish in their old slots, and requests already waiting keep
+        waiting for those; the new count applies to requests that arrive from now on.
+        """
+        if self.parallel[model] != parallel:
+            self.parallel[model] = parallel
+            self._semaphores[model] = anyio.Semaphore(parallel)
+
+    def idle(self, model: str) -> bool:
+        """Nobody is being answered by, or waiting for, `model`."""
+        c = self.stats.per_model[model]
+        return c.active == 0 and c.waiting == 0
 
     async def acquire(self, model: str) -> Lease:
         """Wait for a free slot of `model` (FIFO). Cancelling the wait counts a disconnect."""
         self.stats.arrived(model)
+        semaphore = self._semaphores[model]
         try:
-            await self._semaphores[model].acquire()
+            await semaphore.acquire()
         except BaseException:
             # anyio's Semaphore hands a slot granted at the moment of cancelling back itself.
             self.stats.gave_up_waiting(model)
             raise
         self.stats.started(model)
-        return Lease(self, model)
+        return Lease(self, model, semaphore)

@@ -132,7 +132,7 @@ class Scripted:
                 "index": 0,
                 "message": message,
                 "logprobs": {"content": [e for x in lp for e in x["content"]], "refusal": None}
-                if lp
+                if with_logprobs
                 else None,
                 "finish_reason": finish,
             }

@@ -1,17 +1,26 @@
 """The libraries people use, directly against an upstream and through the queue: same results.
 
 Each case runs twice against the same upstream — once at its own URL, once through the
-queue's OpenAI door — and the two results must be equal, field for field. The upstream is
-the scripted one (tests/scripted_upstream.py: LM Studio's chunk shapes, deterministic), so
-"equal" means the door neither drops nor changes anything on the way, in either direction.
+queue's OpenAI door — and the two results must be equal. Two upstreams:
+
+- `scripted` (tests/scripted_upstream.py: LM Studio's chunk shapes, byte-for-byte
+  deterministic): equal field for field, ids and timestamps included;
+- `practice` (the practice model, a Markov chain, with a fixed seed): equal once the fields
+  that are fresh on every request (ids, timestamps) are set aside, and LM Studio's own
+  `stats` object of whole replies, which the queue does not make up (it streams from the
+  upstream; docs/compatibility.md).
+
+"Equal" means the door neither drops nor changes anything on the way, in either direction.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
+import anyio
 import openai
 import pytest
 from langchain_core.tools import tool
@@ -23,10 +32,14 @@ from pydantic_ai.providers.openai import OpenAIProvider
 
 from tlc_widgets.serving import BackgroundServer
 
-from .conftest import queue_server
-from .scripted_upstream import EMBEDDER, MODEL, Scripted
+from .conftest import practice_server, queue_server
+from .scripted_upstream import EMBEDDER, Scripted
 
 HI = [{"role": "user", "content": "Tell me a story."}]
+USE_ADD = [{"role": "user", "content": "Use add on 2 and 3."}]
+SEED = 7
+#: Fields fresh on every request at the practice model (and LM Studio): set aside there.
+FRESH = {"id", "created", "created_at", "completed_at", "item_id", "response_id", "stats"}
 TOOLS = [
     {
         "type": "function",
@@ -53,22 +66,44 @@ class Weather(BaseModel):
     sunny: bool
 
 
-@pytest.fixture(scope="module")
-def urls() -> Iterator[dict[str, str]]:
-    with BackgroundServer(Scripted().app) as upstream:
-        with queue_server(upstream.url + "/v1") as queue:
-            yield {"direct": upstream.url + "/v1", "queue": queue.url + "/v1"}
+@pytest.fixture(scope="module", params=["scripted", "practice"])
+def urls(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    with ExitStack() as stack:
+        if request.param == "scripted":
+            up = stack.enter_context(BackgroundServer(Scripted().app))
+            names = {"model": "scripted-chat", "embedder": EMBEDDER}
+        else:
+            up = stack.enter_context(practice_server())
+            names = {"model": "practice-fast", "embedder": "practice-embed"}
+        queue = stack.enter_context(queue_server(up.url + "/v1"))
+        yield {"leg": request.param, "direct": up.url + "/v1", "queue": queue.url + "/v1", **names}
 
 
 def both(urls: dict[str, str], case: Callable[[str], Any]) -> Any:
     """Run `case` at both URLs; they must agree. Returns the (common) result."""
     direct, queued = case(urls["direct"]), case(urls["queue"])
+    if urls["leg"] == "practice":
+        direct, queued = _settled(direct), _settled(queued)
     assert queued == direct
     return queued
 
 
+def _settled(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return type(value).model_validate(_settled(value.model_dump()))
+    if isinstance(value, dict):
+        return {k: _settled(v) for k, v in value.items() if k not in FRESH}
+    if isinstance(value, list | tuple):
+        return type(value)(_settled(v) for v in value)
+    return value
+
+
 def sync_client(base: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+
+
+def is_scripted(urls: dict[str, str]) -> bool:
+    return urls["leg"] == "scripted"
 
 
 # ---------------------------------------------------------------------------- openai
@@ -78,11 +113,11 @@ def test_openai_sync_with_tools_seed_and_logprobs(urls: dict[str, str]) -> None:
     def case(base: str) -> dict[str, Any]:
         with sync_client(base) as client:
             return client.chat.completions.create(
-                model=MODEL,
-                messages=HI,
+                model=urls["model"],
+                messages=USE_ADD,
                 tools=TOOLS,
                 tool_choice="auto",
-                seed=42,
+                seed=SEED,
                 parallel_tool_calls=False,
                 top_p=0.9,
                 stop=["\n\n"],
@@ -91,52 +126,53 @@ def test_openai_sync_with_tools_seed_and_logprobs(urls: dict[str, str]) -> None:
 
     whole = both(urls, case)
     call = whole["choices"][0]["message"]["tool_calls"][0]
-    assert json.loads(call["function"]["arguments"]) == {"a": 3, "b": 3}
+    assert call["function"]["name"] == "add"
+    assert set(json.loads(call["function"]["arguments"])) == {"a", "b"}
     assert whole["choices"][0]["finish_reason"] == "tool_calls"
-    assert whole["system_fingerprint"] and whole["id"].startswith("chatcmpl-")
-    assert whole["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0
+    assert whole["system_fingerprint"]
+    assert "completion_tokens_details" in whole["usage"]
 
 
 def test_openai_sync_stream_chunks_are_the_upstreams(urls: dict[str, str]) -> None:
     def case(base: str) -> list[dict[str, Any]]:
         with sync_client(base) as client:
             stream = client.chat.completions.create(
-                model=MODEL,
+                model=urls["model"],
                 messages=HI,
                 stream=True,
+                seed=SEED,
                 logprobs=True,
-                top_logprobs=0,
+                top_logprobs=1,
                 stream_options={"include_usage": True},
             )
             return [chunk.model_dump() for chunk in stream]
 
     chunks = both(urls, case)
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] > 0
-    assert all(c["choices"][0]["logprobs"] for c in chunks[1:-2])
+    assert any(c["choices"] and c["choices"][0]["logprobs"] for c in chunks)
 
 
 def test_openai_stream_of_tool_calls(urls: dict[str, str]) -> None:
     def case(base: str) -> list[dict[str, Any]]:
         with sync_client(base) as client:
             stream = client.chat.completions.create(
-                model=MODEL, messages=HI, tools=TOOLS, stream=True
+                model=urls["model"], messages=USE_ADD, tools=TOOLS, stream=True, seed=SEED
             )
             return [chunk.model_dump() for chunk in stream]
 
     chunks = both(urls, case)
     pieces = [c["choices"][0]["delta"]["tool_calls"] for c in chunks if c["choices"]]
     arguments = "".join(p[0]["function"]["arguments"] or "" for p in pieces if p)
-    assert json.loads(arguments) == {"a": 3, "b": 3}
+    assert set(json.loads(arguments)) == {"a", "b"}
 
 
 def test_openai_async_whole_reply(urls: dict[str, str]) -> None:
-    import anyio
-
     async def ask(base: str) -> dict[str, Any]:
         async with openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as client:
             reply = await client.chat.completions.create(
-                model=MODEL,
+                model=urls["model"],
                 messages=HI,
+                seed=SEED,
                 logprobs=True,
                 presence_penalty=0.1,
                 frequency_penalty=0.1,
@@ -147,48 +183,58 @@ def test_openai_async_whole_reply(urls: dict[str, str]) -> None:
             return reply.model_dump()
 
     whole = both(urls, lambda base: anyio.run(ask, base))
-    assert whole["choices"][0]["message"]["content"].startswith("Once upon")
-    assert whole["choices"][0]["logprobs"]["content"][0]["logprob"] == -0.25
+    assert whole["choices"][0]["message"]["content"]
+    assert whole["choices"][0]["logprobs"]["content"][0]["logprob"] <= 0
 
 
 def test_openai_parse_with_a_pydantic_model(urls: dict[str, str]) -> None:
     def case(base: str) -> Weather | None:
         with sync_client(base) as client:
-            reply = client.chat.completions.parse(model=MODEL, messages=HI, response_format=Weather)
+            reply = client.chat.completions.parse(
+                model=urls["model"], messages=HI, response_format=Weather, seed=SEED
+            )
             return reply.choices[0].message.parsed
 
-    assert both(urls, case) == Weather(city="yes", degrees=3, sunny=True)
+    assert isinstance(both(urls, case), Weather)
 
 
 def test_openai_completions_embeddings_and_responses(urls: dict[str, str]) -> None:
+    model = urls["model"]
+
     def case(base: str) -> list[Any]:
         with sync_client(base) as client:
+            stream = client.completions.create(model=model, prompt="x", stream=True, seed=SEED)
+            events = client.responses.create(
+                model=model, input="Hi", stream=True, extra_body={"seed": SEED}
+            )
             return [
-                client.completions.create(model=MODEL, prompt="Once").model_dump(),
-                [
-                    c.model_dump()
-                    for c in client.completions.create(model=MODEL, prompt="x", stream=True)
-                ],
-                client.embeddings.create(model=EMBEDDER, input=["a", "b"]).model_dump(),
-                client.responses.create(model=MODEL, input="Hi").model_dump(),
-                [
-                    e.model_dump()
-                    for e in client.responses.create(model=MODEL, input="Hi", stream=True)
-                ],
+                client.completions.create(model=model, prompt="Once", seed=SEED).model_dump(),
+                [c.model_dump() for c in stream],
+                client.embeddings.create(model=urls["embedder"], input=["a", "b"]).model_dump(),
+                client.responses.create(
+                    model=model, input="Hi", extra_body={"seed": SEED}
+                ).model_dump(),
+                [e.model_dump() for e in events],
             ]
 
     completion, _, embedding, response, events = both(urls, case)
-    assert completion["choices"][0]["text"].startswith("Once upon")
+    assert completion["choices"][0]["text"]
     assert len(embedding["data"]) == 2
-    assert response["output"][0]["content"][0]["text"].startswith("Once upon")
+    assert response["output"][0]["content"][0]["text"]
     assert events[-1]["type"] == "response.completed"
 
 
 # ---------------------------------------------------------------------------- langchain
 
 
-def chat_model(base: str) -> ChatOpenAI:
-    return ChatOpenAI(model=MODEL, base_url=base, api_key="unused", max_retries=0, seed=7)  # type: ignore[arg-type]
+def chat_model(urls: dict[str, str], base: str) -> ChatOpenAI:
+    return ChatOpenAI(
+        model=urls["model"],
+        base_url=base,
+        api_key="unused",  # type: ignore[arg-type]
+        max_retries=0,
+        seed=SEED,
+    )
 
 
 @tool
@@ -198,43 +244,44 @@ def add(a: int, b: int) -> int:
 
 
 def test_langchain_bind_tools(urls: dict[str, str]) -> None:
-    calls = both(urls, lambda base: chat_model(base).bind_tools([add]).invoke("2 + 3?").tool_calls)
-    assert calls[0]["name"] == "add" and calls[0]["args"] == {"a": 3, "b": 3}
+    def case(base: str) -> Any:
+        return chat_model(urls, base).bind_tools([add]).invoke("Use add on 2 and 3.").tool_calls
+
+    calls = both(urls, case)
+    assert calls[0]["name"] == "add" and set(calls[0]["args"]) == {"a", "b"}
 
 
 @pytest.mark.parametrize("method", ["function_calling", "json_schema", "json_mode"])
 def test_langchain_structured_output(urls: dict[str, str], method: str) -> None:
     def case(base: str) -> Any:
-        model = chat_model(base).with_structured_output(Answer, method=method)  # type: ignore[arg-type]
-        return model.invoke("Answer in JSON with the key answer: is the sky blue?")
+        model = chat_model(urls, base).with_structured_output(Answer, method=method)  # type: ignore[arg-type]
+        return model.invoke('Answer in JSON, as {"answer": "<your answer>"}: is the sky blue?')
 
-    assert both(urls, case) == Answer(answer="yes")
+    assert isinstance(both(urls, case), Answer)
 
 
 def test_langchain_embeddings(urls: dict[str, str]) -> None:
     def case(base: str) -> list[list[float]]:
         embedder = OpenAIEmbeddings(
-            model=EMBEDDER,
+            model=urls["embedder"],
             base_url=base,
-            api_key="unused",
-            check_embedding_ctx_length=False,  # type: ignore[arg-type]
+            api_key="unused",  # type: ignore[arg-type]
+            check_embedding_ctx_length=False,
         )
         return embedder.embed_documents(["a fox", "a crow"])
 
     vectors = both(urls, case)
-    assert len(vectors) == 2 and len(vectors[0]) == 8
+    assert len(vectors) == 2 and len(vectors[0]) > 0
 
 
 # ---------------------------------------------------------------------------- pydantic-ai
 
 
 def test_pydantic_ai_tool_and_typed_output(urls: dict[str, str]) -> None:
-    import anyio
-
     async def ask(base: str) -> tuple[Weather, list[str]]:
         seen: list[str] = []
         async with openai.AsyncOpenAI(base_url=base, api_key="x", max_retries=0) as client:
-            model = OpenAIChatModel(MODEL, provider=OpenAIProvider(openai_client=client))
+            model = OpenAIChatModel(urls["model"], provider=OpenAIProvider(openai_client=client))
             agent = Agent(model, output_type=Weather)
 
             @agent.tool_plain
@@ -243,8 +290,8 @@ def test_pydantic_ai_tool_and_typed_output(urls: dict[str, str]) -> None:
                 seen.append(city)
                 return "sunny, 3 degrees"
 
-            result = await agent.run("What is the weather in Paris?", model_settings={"seed": 7})
+            result = await agent.run("What is the weather in Paris?", model_settings={"seed": SEED})
         return result.output, seen
 
     output, seen = both(urls, lambda base: anyio.run(ask, base))
-    assert output == Weather(city="yes", degrees=3, sunny=True) and seen == ["yes"]
+    assert isinstance(output, Weather) and len(seen) == 1

@@ -109,6 +109,8 @@ class Upstream:
         models: dict[str, ModelInfo] = {}
         for entry in resp.json().get("models", []):
             kind = entry.get("type", "llm")
+            if kind == "embedding":  # /api/v1 says "embedding", /api/v0 "embeddings"
+                kind = "embeddings"
             if kind not in ("llm", "vlm", "embeddings"):
                 continue
             instances = entry.get("loaded_instances") or []

@@ -29,12 +29,15 @@ __all__ = ["chat_completion", "text_completion"]
 _TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
 
 
-def chat_completion(chunks: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
-    """`chat.completion` from `chat.completion.chunk`s."""
+def chat_completion(
+    chunks: list[dict[str, Any]], usage: dict[str, Any] | None, logprobs: bool = False
+) -> dict[str, Any]:
+    """`chat.completion` from `chat.completion.chunk`s. With `logprobs` (the client asked for
+    them) every choice has a `logprobs` object, its `content` empty if no token had any."""
     choices: dict[int, dict[str, Any]] = {}
     for chunk in chunks:
         for part in chunk.get("choices") or ():
-            choice = choices.setdefault(part.get("index") or 0, _new_choice(part))
+            choice = choices.setdefault(part.get("index") or 0, _new_choice(part, logprobs))
             message = choice["message"]
             delta = part.get("delta") or {}
             for name in _TEXT_FIELDS:
@@ -84,12 +87,12 @@ def _head(chunks: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return {**head, "object": kind, "system_fingerprint": fingerprint}
 
 
-def _new_choice(part: dict[str, Any]) -> dict[str, Any]:
+def _new_choice(part: dict[str, Any], logprobs: bool) -> dict[str, Any]:
     message = {"role": (part.get("delta") or {}).get("role") or "assistant", "content": None}
     return {
         "index": part.get("index") or 0,
         "message": message,
-        "logprobs": None,
+        "logprobs": {"content": [], "refusal": None} if logprobs else None,
         "finish_reason": None,
     }
 
@@ -114,4 +117,6 @@ def _merge_logprobs(choice: dict[str, Any], new: Any) -> None:
     old = choice["logprobs"] = choice["logprobs"] or {"content": None, "refusal": None}
     for key in ("content", "refusal"):
         if new.get(key):
-            old[key] = (old.get(key) or []) + list(new[key])
+            if old.get(key) is None:
+                old[key] = []
+            old[key].extend(new[key])

@@ -53,4 +53,5 @@ async def chat_completions(
 
 
 def _whole(record: Record) -> dict[str, object]:
-    return chat_completion(record.chunks or [], usage_of(record))
+    asked = bool(record.call.extra.get("logprobs"))
+    return chat_completion(record.chunks or [], usage_of(record), asked)

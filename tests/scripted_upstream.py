@@ -13,6 +13,7 @@ What it answers to a chat request:
 - `response_format` json_schema / json_object: JSON text in pieces.
 - a user message starting `echo:`: the rest, written in raw-byte pieces (multi-byte
   characters split across writes, U+2028 etc. raw in the JSON, as LM Studio writes them).
+- a user message starting `stall:`: a stream that never ends (it holds a slot).
 - otherwise a fixed short reply. `logprobs: true` adds log-probabilities to every piece.
 """
 
@@ -84,6 +85,8 @@ class Scripted:
 
     async def chat(self, request: Request) -> Response:
         body = await self._body(request, "chat/completions")
+        if str((body.get("messages") or [{}])[-1].get("content")).startswith("stall:"):
+            return StreamingResponse(_stall(), media_type="text/event-stream")
         rid = "chatcmpl-" + hashlib.sha256(_raw(body.get("messages"))).hexdigest()[:12]
         head = {"id": rid, "object": "chat.completion.chunk", "created": 1700000001}
         head |= {"model": body["model"], "system_fingerprint": FINGERPRINT}
@@ -263,6 +266,14 @@ class Scripted:
             event["sequence_number"] = n
             frames.append(f"event: {event['type']}\n".encode() + b"data: " + _raw(event) + b"\n\n")
         return _sse(frames)
+
+
+async def _stall() -> AsyncIterator[bytes]:
+    """A reply that starts and never goes on: it holds its slot until it is cancelled."""
+    import anyio
+
+    yield b": thinking\n\n"
+    await anyio.sleep_forever()
 
 
 def _sse(frames: list[bytes]) -> StreamingResponse:

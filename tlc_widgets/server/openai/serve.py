@@ -53,6 +53,8 @@ async def serve(
     retries = retries_of(service)
     key = retries.key_of(request.headers, owner, await request.body())
     record = retries.find(service, key) if key and retries.is_retry(request.headers) else None
+    if record is not None and record.wire is None and record.chunks is None:
+        record = None  # its answer was delivered and let go: this is a new request
     if record is None:
         record = await service.submit(native, user=owner, role=caller.role, call=call)
         if key:
@@ -86,6 +88,7 @@ async def _frames(
             if record.status.terminal:
                 out.extend(_ending(record, include_usage))
                 yield b"".join(out)
+                record.wire = None  # delivered: the record stays, its frames need not
                 return
             if out:
                 yield b"".join(out)
@@ -154,7 +157,9 @@ async def _whole(service: QueueService, record: Record, request: Request, whole:
     if not record.status.terminal:
         return Response(status_code=499)  # nobody is listening any more
     if isinstance(record.outcome, Done):
-        return JSONResponse(whole(record))
+        answer = JSONResponse(whole(record))
+        record.chunks = None  # delivered: the record stays, its chunks need not
+        return answer
     status, body, headers = _failure(record)
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -117,7 +117,9 @@ class Upstream:
             parallel = [int(i.get("config", {}).get("parallel") or 1) for i in instances]
             # JIT loading: a listed model that is not loaded yet still answers (LM Studio loads
             # it on first use), so it is offered, with the upstream's default slots.
-            models[entry["key"]] = ModelInfo(bool(instances), sum(parallel) or None, kind)
+            models[entry["key"]] = ModelInfo(
+                loaded=bool(instances), parallel=sum(parallel) or None, kind=kind
+            )
         return models
 
     async def _openai_models(self) -> dict[str, ModelInfo]:

@@ -21,6 +21,7 @@ from ...protocol import Message
 
 __all__ = [
     "OWNED",
+    "STREAMED",
     "ChatBody",
     "CompletionBody",
     "EmbeddingBody",
@@ -32,6 +33,27 @@ __all__ = [
 #: Fields the queue owns: `model` (it resolves it), `stream` / `stream_options` (the
 #: upstream always streams, with usage), `user` (the queue's identity decides who asks).
 OWNED = frozenset({"model", "stream", "stream_options", "user"})
+
+
+def streamed(title: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answer of a route that returns JSON, or (`stream: true`) SSE."""
+    return {
+        200: {
+            "description": f"A `{title}` object, or (`stream: true`) its events as SSE.",
+            "content": {
+                "application/json": {"schema": {"type": "object", "title": title}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        }
+    }
+
+
+#: OpenAPI answers of the streaming routes (schemathesis reads them).
+STREAMED = {
+    "chat": streamed("ChatCompletion"),
+    "completions": streamed("Completion"),
+    "responses": streamed("Response"),
+}
 
 
 class _Body(BaseModel):

@@ -20,7 +20,7 @@ from ..api_error import ApiError
 from ..deps import Caller, Service
 from ..records import Call, Record
 from .assemble import chat_completion
-from .bodies import ChatBody, extra_of
+from .bodies import STREAMED, ChatBody, extra_of
 from .errors import OpenAIRoute
 from .serve import serve, usage_of
 
@@ -29,7 +29,7 @@ __all__ = ["router"]
 router = APIRouter(route_class=OpenAIRoute)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=STREAMED["chat"])
 async def chat_completions(
     body: ChatBody, request: Request, service: Service, caller: Caller
 ) -> Response:

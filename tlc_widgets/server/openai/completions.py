@@ -14,7 +14,7 @@ from ...protocol import RequestBody
 from ..deps import Caller, Service
 from ..records import Call, Record
 from .assemble import text_completion
-from .bodies import CompletionBody, extra_of, text_of
+from .bodies import STREAMED, CompletionBody, extra_of, text_of
 from .errors import OpenAIRoute
 from .serve import serve, usage_of
 
@@ -23,7 +23,7 @@ __all__ = ["router"]
 router = APIRouter(route_class=OpenAIRoute)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=STREAMED["completions"])
 async def completions(
     body: CompletionBody, request: Request, service: Service, caller: Caller
 ) -> Response:

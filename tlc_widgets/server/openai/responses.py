@@ -20,7 +20,7 @@ from ...protocol import ErrorCode, RequestBody
 from ..api_error import ApiError
 from ..deps import Caller, Service
 from ..records import Call, Record
-from .bodies import ResponseBody, extra_of, text_of
+from .bodies import STREAMED, ResponseBody, extra_of, text_of
 from .errors import OpenAIRoute
 from .serve import serve
 
@@ -31,7 +31,7 @@ router = APIRouter(route_class=OpenAIRoute)
 _ENDS = ("response.completed", "response.incomplete")
 
 
-@router.post("/responses", response_model=None)
+@router.post("/responses", response_model=None, responses=STREAMED["responses"])
 async def responses(
     body: ResponseBody, request: Request, service: Service, caller: Caller
 ) -> Response:

@@ -88,7 +88,11 @@ class Settings(BaseSettings):
         0.2, ge=0, description="Position updates per request at most once per this many seconds."
     )
     ping_interval_s: float = Field(
-        15, gt=0, description="An idle event stream gets a `: ping` comment this often."
+        5,
+        gt=0,
+        # 5 s: a client with a 10 s read timeout (a common SDK setting) never times out
+        # while it waits in line.
+        description="An idle event stream gets a `: ping` comment this often.",
     )
     max_streams_per_request: int = Field(
         8, ge=1, description="Most open event streams on one request (then 429)."

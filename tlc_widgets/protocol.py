@@ -120,6 +120,8 @@ class ErrorCode(StrEnum):
     MODEL_LOAD_TIMEOUT = "model_load_timeout"
     SHUTTING_DOWN = "shutting_down"
     HUB_UNAVAILABLE = "hub_unavailable"
+    UPSTREAM_REJECTED = "upstream_rejected"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     INTERNAL_ERROR = "internal_error"
     HOST_NOT_ALLOWED = "host_not_allowed"
     CROSS_ORIGIN = "cross_origin"
@@ -187,6 +189,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         503,
         "JupyterHub, which tells this server who you are, is not answering; try again in a minute.",
     ),
+    ErrorCode.UPSTREAM_REJECTED: (
+        400,
+        "The model server refused this request (it says why after this sentence).",
+    ),
+    ErrorCode.UNSUPPORTED_ENDPOINT: (404, "The model server does not offer this endpoint."),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (
         400,
@@ -310,15 +317,31 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """A piece of the reply. Most carry `content`; the rest is what an OpenAI client sent
+    for and the upstream gave (tool-call pieces, log-probabilities, a refusal), passed on
+    as the upstream wrote it. A panel may ignore those; the OpenAI door does not.
+
+    >>> event_data(Delta(content="Hi"))
+    {'content': 'Hi'}
+    >>> event_data(Delta(tool_calls=[{"index": 0, "function": {"arguments": "{"}}]))
+    {'tool_calls': [{'index': 0, 'function': {'arguments': '{'}}]}
+    """
+
     content: str | None = None
     reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    logprobs: dict[str, Any] | None = None
+    refusal: str | None = None
+    index: int = 0  #: which choice (OpenAI's `n`); 0 unless the client asked for several
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
     finish_reason: str
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None  #: the upstream's, with its `*_details` when it has them
     timings: dict[str, float | None] = field(default_factory=dict)
+    upstream_id: str | None = None  #: the id the upstream gave the reply (`chatcmpl-…`)
+    system_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,11 +402,10 @@ def event_data(event: Event) -> dict[str, Any]:
     if isinstance(event, Queued):  # the most frequent event: no asdict() reflection
         return {"position": event.position, "waiting": event.waiting, "eta_s": event.eta_s}
     if isinstance(event, Delta):
-        return (
-            {"content": event.content}
-            if event.reasoning is None
-            else {"reasoning": event.reasoning}
-        )
+        if event.reasoning is None and event.tool_calls is None and event.logprobs is None:
+            if event.refusal is None and event.index == 0:  # nearly every token: no reflection
+                return {"content": event.content}
+        return {k: v for k, v in asdict(event).items() if v is not None and (k != "index" or v)}
     if isinstance(event, Cancelled) and event.message is None:
         return {"by": event.by}  # the message only when there is one
     return asdict(event)

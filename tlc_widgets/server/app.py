@@ -5,9 +5,10 @@
     >>> sorted({tag for op in operations for tag in op["tags"]})
     ['admin', 'history', 'openai', 'ops', 'queue', 'requests']
 
-The routes live in `routes/` (one module per resource) and `openai_door.py`; each calls the
-service's verbs (`service.py`). Around every route: the body limit (limits.py), then the
-key check (auth.py), which leaves the caller's identity for the `Caller` dependency.
+The routes live in `routes/` (one module per resource) and `openai/` (the OpenAI door);
+each calls the service's verbs (`service.py`). Around every route: the body limit
+(limits.py), then the key check (auth.py), which leaves the caller's identity for the
+`Caller` dependency.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException
 
 from ..config import Settings
 from ..protocol import ErrorCode, error_body
-from . import openai_door
+from . import openai
 from .api_error import ApiError
 from .auth import OPEN_PATHS, AuthMiddleware, Keys
 from .guard import install_guard
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    for router in (*ROUTERS, openai_door.router):
+    for router in (*ROUTERS, openai.router):
         app.include_router(router)
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)

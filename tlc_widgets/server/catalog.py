@@ -133,7 +133,8 @@ class Catalog:
     # ------------------------------------------------------------------ slots
 
     def pool_for(self, upstream: Upstream, model: str) -> Pool:
-        key = (upstream.base_url, model if upstream.per_model_slots else None)
+        own = upstream.per_model_slots or upstream.is_embedding(model)  # embeddings: own pool
+        key = (upstream.base_url, model if own else None)
         pool = self._pools.get(key)
         capacity = upstream.slots_for(model)
         if pool is None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ..protocol import ERRORS, Cancelled, Done, ErrorCode, ErrorEvent
+from ..protocol import ERRORS, Cancelled, Delta, Done, ErrorCode, ErrorEvent
 from .catalog import Catalog, Pool
 from .records import Record, RecordStore
 from .scheduler import FairScheduler
@@ -98,24 +99,24 @@ class Dispatcher:
 
     async def _run(self, record: Record, pool: Pool) -> None:
         scope = self._scopes[record.id]
-        body = {"model": record.model, "messages": record.messages, **record.params}
+        body = record.upstream_body()
         count = self.stats.observe_tokens
 
         # A cancel lands at this task's next await, but lines already read from one chunk
         # are handed on before it: tokens after the record ended are dropped, not an error.
-        def on_content(text: str) -> None:
+        def on_delta(delta: Delta) -> None:
             count(record.model)
             if not record.status.terminal:
-                record.add_content(text)
+                record.add_delta(delta)
 
-        def on_reasoning(text: str) -> None:
-            count(record.model)
+        def on_wire(event: str, chunk: dict[str, Any], raw: str) -> None:
             if not record.status.terminal:
-                record.add_reasoning(text)
+                record.add_wire(event, chunk, raw)
 
         try:
             with scope:
-                result = await pool.upstream.stream(body, on_content, on_reasoning)
+                endpoint = record.call.endpoint
+                result = await pool.upstream.stream(endpoint, body, on_delta, on_wire)
                 record.usage = result.usage
                 record.finish(Done(result.finish_reason, result.usage))
         except UpstreamFailure as failure:

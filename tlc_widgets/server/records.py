@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..protocol import (
@@ -35,10 +35,11 @@ from ..protocol import (
     event_data,
     event_name,
 )
-from ..sse import frame
+from ..sse import data_frame, frame
 from .clock import Signal, Timer, call_later
+from .upstream_call import CHAT, Call
 
-__all__ = ["IllegalTransition", "Record", "RecordStore"]
+__all__ = ["CHAT", "Call", "IllegalTransition", "Record", "RecordStore"]
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.ERROR, Status.CANCELLED}),
@@ -51,12 +52,6 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
 
 class IllegalTransition(RuntimeError):
     """A bug: something tried to move a request along an edge the lifecycle does not have."""
-
-
-def _frame(name: str, data: dict[str, Any], event_id: int) -> bytes:
-    # Encoded once here, through the one SSE codec: the same bytes go to every subscriber
-    # and every replay.
-    return frame(name, data, event_id)
 
 
 @dataclass(eq=False)
@@ -78,7 +73,7 @@ class Record:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     tokens: int = 0
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
     outcome: Event | None = None  #: the terminal event, once there is one
     frames: list[bytes] = field(default_factory=list)
     last_queued: Queued | None = None
@@ -86,7 +81,21 @@ class Record:
     timeout: Timer | None = None  #: the queue-wait deadline while queued
     #: called with the record after every status change (logging, metrics, history)
     on_change: Callable[[Record], None] | None = None
+    call: Call = CHAT
+    #: the upstream's frames, as an OpenAI stream forwards them (only when `call.wire`)
+    wire: list[bytes] | None = None
+    usage_wire: bytes | None = None  #: the `choices: []` usage chunk, sent only when asked
+    #: the upstream's parsed chunks, for a whole reply (only when `call.chunks`)
+    chunks: list[dict[str, Any]] | None = None
+    meta: dict[str, Any] | None = None  #: the first chunk: the upstream's id, fingerprint …
+    _wire_seen: int = -1
     _changed: Signal = field(default_factory=Signal)
+
+    def __post_init__(self) -> None:
+        if self.call.wire:
+            self.wire = []
+        if self.call.chunks:
+            self.chunks = []
 
     @classmethod
     def new(cls, **kwargs: Any) -> Record:
@@ -168,6 +177,46 @@ class Record:
         self.reasoning.append(text)
         self._append(Delta(reasoning=text))
 
+    def add_delta(self, delta: Delta) -> None:
+        """A piece of the reply, with whatever extra fields the upstream sent."""
+        self._token()
+        if delta.content:
+            self.content.append(delta.content)
+        if delta.reasoning:
+            self.reasoning.append(delta.reasoning)
+        self._append(delta)
+
+    def add_wire(self, event: str, chunk: dict[str, Any], raw: str) -> None:
+        """One chunk as the upstream sent it: kept for an OpenAI client, if one asked.
+
+        `raw` is the chunk's JSON text (U+2028/2029/0085 already escaped), forwarded
+        unchanged rather than re-encoded: cheaper, and nothing the upstream said is lost."""
+        if self.meta is None:
+            self.meta = chunk
+        if self.wire is not None:
+            # A chunk with no delta in it (the role chunk, the finish, Responses bookkeeping)
+            # appended no event, so nothing woke the door: wake it here.
+            if self._wire_seen == len(self.frames):
+                self.nudge()
+            self._wire_seen = len(self.frames)
+            if event == "message":
+                data = data_frame(raw)
+                if chunk.get("choices") == [] and "usage" in chunk:
+                    self.usage_wire = data
+                    return
+                self.wire.append(data)
+            else:
+                self.wire.append(frame(event, raw))
+        if self.chunks is not None:
+            self.chunks.append(chunk)
+
+    def upstream_body(self) -> dict[str, Any]:
+        """The JSON body sent upstream: the client's fields, then the queue's own."""
+        body = {**self.params, **self.call.extra, "model": self.model}
+        if self.call.endpoint == "chat/completions":
+            body.setdefault("messages", self.messages)
+        return body
+
     def finish(self, event: Done | ErrorEvent | Event) -> bool:
         """Move to the terminal state `event` names. False (and nothing sent) if already ended.
 
@@ -178,7 +227,14 @@ class Record:
         target = {"done": Status.DONE, "error": Status.ERROR, "cancelled": Status.CANCELLED}
         self.finished = time.monotonic()
         if isinstance(event, Done) and not event.timings:
-            event = Done(event.finish_reason, event.usage or self.usage, self.timings())
+            meta = self.meta or {}
+            event = replace(
+                event,
+                usage=event.usage or self.usage,
+                timings=self.timings(),
+                upstream_id=event.upstream_id or meta.get("id"),
+                system_fingerprint=event.system_fingerprint or meta.get("system_fingerprint"),
+            )
         self.outcome = event
         self._move(target[event_name(event)])
         self._append(event)
@@ -201,9 +257,11 @@ class Record:
     def _append(self, event: Event) -> None:
         if isinstance(event, Queued):
             self.last_queued = event
-        self.frames.append(_frame(event_name(event), event_data(event), len(self.frames) + 1))
-        # Waking by replacing the Event: every waiter of the old one runs once, new waiters
-        # wait for the next append. No per-subscriber queues to fill or forget.
+        # Encoded once here (one `data:` line, the unsafe separators escaped): the same
+        # bytes go to every subscriber and every replay.
+        self.frames.append(frame(event_name(event), event_data(event), len(self.frames) + 1))
+        # One broadcast wake-up: every current waiter runs once, new waiters wait for the
+        # next append. No per-subscriber queues to fill or forget.
         self._changed.fire()
 
 

@@ -45,7 +45,7 @@ from .limits import RateLimiter, check_user, estimate_tokens
 from .logline import log_change
 from .model_loads import ModelLoads
 from .positions import Positions
-from .records import Record, RecordStore
+from .records import CHAT, Call, Record, RecordStore
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
 
@@ -174,10 +174,13 @@ class QueueService:
 
     # ------------------------------------------------------------------ admission
 
-    async def submit(self, body: RequestBody, *, user: str, role: Role) -> Record:
+    async def submit(
+        self, body: RequestBody, *, user: str, role: Role, call: Call = CHAT
+    ) -> Record:
         """Accept a request into the queue, or raise `ApiError` saying why not. `user` and
         `role` come from the caller's identity; there is no default, so no caller can forget
-        them and be taken for someone else."""
+        them and be taken for someone else. `call` is what the OpenAI door adds: another
+        endpoint, the client's own fields."""
         s = self.settings
         check_user(user)  # whichever door it came through: no control characters in a name
         if self.closing:
@@ -207,6 +210,7 @@ class QueueService:
             params=params,
             priority=body.priority,
             on_change=self._on_record_change,
+            call=call,
         )
         self.store.add(record)
         # Without keys every caller is the local admin, yet the users are a class: cap them

@@ -25,7 +25,9 @@ from typing import Any
 import anyio
 import httpx
 
-from ..protocol import ErrorCode
+from ..protocol import Delta, ErrorCode
+from ..sse import aiter_events
+from .upstream_chunks import Reading, _message
 
 __all__ = ["ModelInfo", "StreamResult", "Timeouts", "Upstream", "UpstreamFailure"]
 
@@ -46,6 +48,9 @@ class ModelInfo:
     loaded: bool = True
     parallel: int | None = None  #: None: the upstream did not say; use the upstream's slots
     instances: tuple[str, ...] = ()  #: LM Studio's loaded instance ids (to unload them)
+    kind: str = "llm"  #: LM Studio's type: llm, vlm or embeddings
+    created: int | None = None  #: as the upstream's /v1/models says, when it says
+    owned_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ class Timeouts:
 @dataclass(slots=True)
 class StreamResult:
     finish_reason: str
-    usage: dict[str, int] | None
+    usage: dict[str, Any] | None
 
 
 class Upstream:
@@ -115,20 +120,38 @@ class Upstream:
             return None  # not LM Studio 0.4+: fall back to the OpenAI list
         models: dict[str, ModelInfo] = {}
         for entry in resp.json().get("models", []):
-            if entry.get("type", "llm") not in ("llm", "vlm"):
+            kind = entry.get("type", "llm")
+            if kind == "embedding":  # /api/v1 says "embedding", /api/v0 "embeddings"
+                kind = "embeddings"
+            if kind not in ("llm", "vlm", "embeddings"):
                 continue
             instances = entry.get("loaded_instances") or []
             parallel = [int(i.get("config", {}).get("parallel") or 1) for i in instances]
             # JIT loading: a listed model that is not loaded yet still answers (LM Studio loads
             # it on first use), so it is offered, with the upstream's default slots.
             ids = tuple(str(i.get("id", entry["key"])) for i in instances)
-            models[entry["key"]] = ModelInfo(bool(instances), sum(parallel) or None, ids)
+            models[entry["key"]] = ModelInfo(
+                loaded=bool(instances), parallel=sum(parallel) or None, instances=ids, kind=kind
+            )
         return models
 
     async def _openai_models(self) -> dict[str, ModelInfo]:
         resp = await self.client.get(self.base_url + "/models")
         resp.raise_for_status()
-        return {m["id"]: ModelInfo() for m in resp.json().get("data", [])}
+        # This list has no model types: an id that says "embed" (LM Studio's embedding
+        # models all do) is taken for an embedding model.
+        return {
+            m["id"]: ModelInfo(
+                kind="embeddings" if "embed" in m["id"].lower() else "llm",
+                created=m.get("created"),
+                owned_by=m.get("owned_by"),
+            )
+            for m in resp.json().get("data", [])
+        }
+
+    def is_embedding(self, model: str) -> bool:
+        info = self.models.get(model)
+        return info is not None and info.kind == "embeddings"
 
     def slots_for(self, model: str) -> int:
         info = self.models.get(model)
@@ -140,13 +163,20 @@ class Upstream:
 
     async def stream(
         self,
+        endpoint: str,
         body: dict[str, Any],
-        on_content: Callable[[str], None],
-        on_reasoning: Callable[[str], None],
+        on_delta: Callable[[Delta], None],
+        on_wire: Callable[[str, dict[str, Any], str], None],
     ) -> StreamResult:
-        """POST a streaming chat completion and hand each delta on as it arrives."""
-        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        url = self.base_url + "/chat/completions"
+        """POST to `endpoint` and hand each delta on as it arrives (`on_delta`), with each
+        chunk as the upstream wrote it (`on_wire`: event name, parsed, raw JSON text).
+
+        Embeddings are one JSON answer, not a stream: it goes to `on_wire` whole."""
+        url = f"{self.base_url}/{endpoint}"
+        if endpoint != "embeddings":
+            body = {**body, "stream": True}
+            if endpoint != "responses":  # the Responses API always reports its usage
+                body["stream_options"] = {"include_usage": True}
         # One cancel scope carries both clocks: the first-token deadline, then the stall
         # deadline pushed forward on every chunk. Its own expiry is a timeout; an outer
         # cancel (a Stop) passes straight through it.
@@ -154,7 +184,9 @@ class Upstream:
             deadline=anyio.current_time() + self.timeouts.first_token_s
         ) as scope:
             try:
-                return await self._read(url, body, scope, on_content, on_reasoning)
+                if endpoint == "embeddings":
+                    return await self._whole(url, body, on_wire)
+                return await self._read(url, body, Reading(endpoint), scope, on_delta, on_wire)
             except httpx.ConnectError as exc:
                 raise UpstreamFailure(ErrorCode.UPSTREAM_UNAVAILABLE, str(exc)) from exc
             except httpx.TimeoutException as exc:
@@ -165,16 +197,28 @@ class Upstream:
                 ) from exc
         raise UpstreamFailure(ErrorCode.UPSTREAM_TIMEOUT)
 
+    async def _whole(
+        self,
+        url: str,
+        body: dict[str, Any],
+        on_wire: Callable[[str, dict[str, Any], str], None],
+    ) -> StreamResult:
+        resp = await self.client.post(url, json=body)
+        if resp.status_code != 200:
+            raise map_error(resp.status_code, resp.text)
+        answer = resp.json()
+        on_wire("message", answer, "")
+        return StreamResult("stop", answer.get("usage"))
+
     async def _read(
         self,
         url: str,
         body: dict[str, Any],
+        reading: Reading,
         scope: anyio.CancelScope,
-        on_content: Callable[[str], None],
-        on_reasoning: Callable[[str], None],
+        on_delta: Callable[[Delta], None],
+        on_wire: Callable[[str, dict[str, Any], str], None],
     ) -> StreamResult:
-        finish_reason: str | None = None
-        usage: dict[str, int] | None = None
         stall = self.timeouts.stall_s
         refresh_below = stall / 2
         first = True
@@ -182,11 +226,11 @@ class Upstream:
         async with self.client.stream("POST", url, json=body) as resp:
             if resp.status_code != 200:
                 raise map_error(resp.status_code, (await resp.aread()).decode("utf-8", "replace"))
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, `: comments`, `event:` lines
-                data = line[5:].strip()
-                if data == "[DONE]":
+            # The project's one SSE reader: lines end at CR, LF or CRLF only, and a
+            # multi-byte character split across network chunks arrives whole.
+            async for sse in aiter_events(resp):
+                data = sse.data
+                if not data or data == "[DONE]":
                     # Read on to the end of the body instead of leaving the loop: a response
                     # read to its end returns its connection to the pool for the next
                     # request; one left half-read is closed (a new TCP connect each time).
@@ -199,31 +243,26 @@ class Upstream:
                 if first or scope.deadline - now < refresh_below:
                     scope.deadline = now + stall
                     first = False
-                if "error" in chunk:
-                    raise UpstreamFailure(ErrorCode.UPSTREAM_ERROR, _message(chunk))
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                # The usage chunk has `choices: []`: never index choices[0].
-                for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-                    if reasoning:
-                        on_reasoning(reasoning)
-                    if delta.get("content"):
-                        on_content(delta["content"])
-                    finish_reason = choice.get("finish_reason") or finish_reason
-        if finish_reason is None:
+                for delta in reading.deltas(sse.event, chunk):
+                    on_delta(delta)
+                if reading.failure is not None:
+                    raise UpstreamFailure(ErrorCode.UPSTREAM_ERROR, reading.failure)
+                on_wire(sse.event, chunk, _escaped(data))
+        if reading.finish_reason is None:
             raise UpstreamFailure(
                 ErrorCode.UPSTREAM_ERROR, "The stream ended before the reply was finished."
             )
-        return StreamResult(finish_reason, usage)
+        return StreamResult(reading.finish_reason, reading.usage)
 
 
-def _message(payload: Any) -> str:
-    error = payload.get("error", payload) if isinstance(payload, dict) else payload
-    if isinstance(error, dict):
-        return str(error.get("message") or error)
-    return str(error)
+def _escaped(data: str) -> str:
+    """The chunk's JSON text with U+2028/2029/0085 escaped (LM Studio writes them raw), so
+    it can be forwarded as it came without a reader that splits like `splitlines` cutting it.
+    """
+    if "\u2028" in data or "\u2029" in data or "\u0085" in data:
+        data = data.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        data = data.replace("\u0085", "\\u0085")
+    return data
 
 
 def map_error(status: int, text: str) -> UpstreamFailure:
@@ -240,6 +279,12 @@ def map_error(status: int, text: str) -> UpstreamFailure:
         return UpstreamFailure(ErrorCode.MODEL_NOT_LOADED, message)
     if code == "model_not_found" or ("model" in lowered and "not found" in lowered):
         return UpstreamFailure(ErrorCode.MODEL_NOT_FOUND, message)
-    if status == 404:
+    if status == 404 and "model" in lowered:
         return UpstreamFailure(ErrorCode.MODEL_NOT_LOADED, message)
+    if status in (404, 405) or "unexpected endpoint" in lowered:
+        return UpstreamFailure(ErrorCode.UNSUPPORTED_ENDPOINT, message)
+    if 400 <= status < 500 and status not in (401, 403, 408, 429):
+        # The upstream refused what the client sent (a tool schema, a field it rejects):
+        # the client's to fix, so it gets a 4xx, not a 5xx its SDK would retry.
+        return UpstreamFailure(ErrorCode.UPSTREAM_REJECTED, f"HTTP {status}: {message}")
     return UpstreamFailure(ErrorCode.UPSTREAM_ERROR, f"HTTP {status}: {message}")

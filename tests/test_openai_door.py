@@ -127,7 +127,8 @@ async def test_models_are_complete_and_one_can_be_asked_for(
         missing = await client.get("/v1/models/gpt-9")
     assert {m["id"] for m in listed["data"]} == {MODEL, EMBEDDER}
     for item in listed["data"]:
-        assert set(item) == {"id", "object", "created", "owned_by"}
+        # OpenAI's four fields, and LM Studio's `state` and the last load time (ignored by SDKs)
+        assert set(item) == {"id", "object", "created", "owned_by", "state", "load_time_s"}
     assert one.json() == next(m for m in listed["data"] if m["id"] == MODEL)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
 

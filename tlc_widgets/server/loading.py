@@ -134,6 +134,8 @@ class Loader:
         on_progress: Callable[[float], None],
         ttl_s: int | None,
     ) -> float:
+        if upstream.is_embedding(model):  # /api/v1/chat refuses them: load without progress
+            return await self._load_quietly(upstream, model, ttl_s)
         body: dict[str, object] = {
             "model": model,
             "input": "Hi",
@@ -162,6 +164,18 @@ class Loader:
                 elif event.event in ("prompt_processing.start", "message.start", "chat.end"):
                     return 0.0  # no model_load.* before this: it was loaded already
         raise LoadFailure(ErrorCode.MODEL_LOAD_FAILED, "The load stream ended early.")
+
+    async def _load_quietly(self, upstream: Upstream, model: str, ttl_s: int | None) -> float:
+        """`POST /api/v1/models/load`: blocks until loaded, reports no progress."""
+        body: dict[str, object] = {"model": model} | ({"ttl": ttl_s} if ttl_s else {})
+        response = await upstream.client.post(
+            upstream.root + "/api/v1/models/load", json=body, timeout=self.timeout_s
+        )
+        if response.status_code in (404, 405) and "model" not in response.text.lower():
+            raise CannotLoad(response.text)
+        if response.status_code != 200:
+            raise failure_for(_message(response.text))
+        return float(response.json().get("load_time_seconds") or 0.0)
 
 
 def _message(text: str) -> str:

@@ -55,6 +55,14 @@ STREAMED = {
     "responses": streamed("Response"),
 }
 
+#: OpenAPI answer of `/v1/embeddings` (a JSON object only).
+EMBEDDINGS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An OpenAI `list` of `embedding` objects.",
+        "content": {"application/json": {"schema": {"type": "object", "title": "Embeddings"}}},
+    }
+}
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="allow")

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from ...protocol import RequestBody
 from ..deps import Caller, Service
 from ..records import Call, Record
-from .bodies import EmbeddingBody, extra_of, text_of
+from .bodies import EMBEDDINGS, EmbeddingBody, extra_of, text_of
 from .errors import OpenAIRoute
 from .serve import serve
 
@@ -31,7 +31,7 @@ __all__ = ["router"]
 router = APIRouter(route_class=OpenAIRoute)
 
 
-@router.post("/embeddings", response_model=None)
+@router.post("/embeddings", response_model=None, responses=EMBEDDINGS)
 async def embeddings(
     body: EmbeddingBody, request: Request, service: Service, caller: Caller
 ) -> Response:

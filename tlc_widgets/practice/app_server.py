@@ -2,7 +2,7 @@
 
     >>> server = PracticeServer(PracticeSettings(tokens_per_second=0))
     >>> server.default_chat, server.default_embed
-    ('practice-fast', 'practice-embed')
+    ('practice-small', 'practice-embed')
 
 `admit` is the one door for every endpoint: the no-models fault, the model's name and type,
 then a slot of that model (FIFO, before any byte is sent, like LM Studio).

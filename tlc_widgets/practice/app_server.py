@@ -79,7 +79,7 @@ class PracticeServer:
         """Load `model` on first use (or join its load), with the request's TTL or the default."""
         return await self.lifecycle.load(
             model,
-            seconds=self.load_time(),
+            seconds=self.load_time,
             failure=self.faults.load_failure,
             ttl_s=self.lifecycle.default_ttl_s if ttl_s is None else ttl_s,
         )

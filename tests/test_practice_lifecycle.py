@@ -48,6 +48,17 @@ def native_events(text: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+async def models_when(client: httpx.AsyncClient, check: Any) -> dict[str, Any]:
+    """Poll `/practice/models` (bounded) until `check` holds."""
+    models: dict[str, Any] = {}
+    for _ in range(2000):
+        models = (await client.get("/practice/models")).json()
+        if check(models):
+            return models
+        await anyio.sleep(0.01)
+    raise AssertionError(f"never got there: {models}")
+
+
 def test_the_default_keeps_every_model_loaded() -> None:
     with practice_server() as server:
         assert instances(server.url, "practice-small")[0]["config"]["parallel"] == 4
@@ -188,7 +199,8 @@ def test_ttl_unloads_an_idle_model() -> None:
 async def test_a_failed_load_reaches_everyone_waiting(failure: str, code: str) -> None:
     with cold() as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            await client.put("/practice/faults", json={"load_failure": failure})
+            # A slow load, so that all ten are waiting for it before it fails.
+            await client.put("/practice/faults", json={"load_failure": failure, "load_time_s": 600})
             replies: list[httpx.Response] = []
 
             async def ask() -> None:
@@ -198,6 +210,8 @@ async def test_a_failed_load_reaches_everyone_waiting(failure: str, code: str) -
             async with anyio.create_task_group() as tg:
                 for _ in range(10):
                     tg.start_soon(ask)
+                await models_when(client, lambda m: m["practice-fast"]["waiting"] == 10)
+                await client.put("/practice/faults", json={"load_time_s": None})
             state = (await client.get("/practice/models")).json()["practice-fast"]
             native = await client.post("/api/v1/models/load", json={"model": "practice-fast"})
             streamed = await client.post(

@@ -95,3 +95,13 @@ def test_usage_details_and_fingerprint(url: str) -> None:
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == 0
     assert answer.system_fingerprint == "practice-thinker"
+
+
+def test_line_separators_are_escaped_in_events() -> None:
+    from tlc_widgets.practice.wire import sse
+
+    raw = sse({"content": "a\u2028b\u2029c\x85d\r\ne"}, event="message.delta")
+    assert raw.count(b"\n") == 3 and raw.endswith(b"\n\n")
+    assert "\u2028".encode() not in raw and "\x85".encode() not in raw
+    data = raw.decode().split("data: ", 1)[1]
+    assert json.loads(data) == {"content": "a\u2028b\u2029c\x85d\r\ne"}

@@ -21,7 +21,7 @@ from tlc_widgets.serving import BackgroundServer
 
 CHAT = "/v1/chat/completions"
 ASK = [{"role": "user", "content": "What is a queue?"}]
-MODELS = ["practice-fast", "practice-small", "practice-thinker"]
+MODELS = ["practice-small", "practice-fast", "practice-thinker"]
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_model_lists() -> None:
         ],
     }
     assert v0["object"] == "list"
-    assert v0["data"][0] == {
+    assert v0["data"][1] == {
         "id": "practice-fast",
         "object": "model",
         "type": "llm",

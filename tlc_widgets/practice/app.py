@@ -3,7 +3,7 @@
     >>> from tlc_widgets.serving import BackgroundServer
     >>> with BackgroundServer(create_app(PracticeSettings(tokens_per_second=0))) as srv:
     ...     httpx.get(srv.url + "/v1/models").json()["data"][0]["id"]   # doctest: +SKIP
-    'practice-fast'
+    'practice-small'
 
 A request first waits for a slot of its model (FIFO, before any byte is sent, like LM Studio),
 then gets one chunk per token at the model's speed. A client that leaves — while waiting or

@@ -2,7 +2,7 @@
 
     >>> server = PracticeServer(PracticeSettings(tokens_per_second=0))
     >>> server.default_chat, server.default_embed
-    ('practice-fast', 'practice-embed')
+    ('practice-small', 'practice-embed')
 
 `admit` is the one door for every endpoint: the no-models fault, the model's name and type,
 then a slot of that model (FIFO, before any byte is sent, like LM Studio).
@@ -79,7 +79,7 @@ class PracticeServer:
         """Load `model` on first use (or join its load), with the request's TTL or the default."""
         return await self.lifecycle.load(
             model,
-            seconds=self.load_time(),
+            seconds=self.load_time,
             failure=self.faults.load_failure,
             ttl_s=self.lifecycle.default_ttl_s if ttl_s is None else ttl_s,
         )

@@ -123,7 +123,8 @@ class TextCompletion:
                 max_tokens=req.max_tokens,
                 top_logprobs=req.logprobs or 0,
             )
-            cut, pending, count = StopCut(req.stop), list[Token](), 0
+            cut, count = StopCut(req.stop), 0
+            pending: list[Token] = []
             for token in generation:
                 pending.append(token)
                 count += 1

@@ -16,7 +16,7 @@ A load fault fails the load: "out_of_memory" soon after it starts, "timeout" at 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = ["CONTEXT_LENGTH", "Instance", "Lifecycle", "LoadFailed", "Loading"]
 
 CONTEXT_LENGTH = 8192
 _STEPS = 10  # progress reports per load
+_TICK_S = 0.05  # how often a load looks at its (live) load time
 _OOM_AT = 0.3  # an out-of-memory load fails at this progress
 
 
@@ -40,6 +41,7 @@ class LoadFailed(Exception):
 
 
 def _failure(kind: str, model: str, seconds: float) -> LoadFailed:
+    """The error of a failed load, named for the student."""
     if kind == "out_of_memory":
         return LoadFailed(
             "insufficient_memory",
@@ -78,6 +80,8 @@ class Loading:
     model: str
     progress: float = 0.0
     error: LoadFailed | None = None
+    #: Requests waiting for this load to end.
+    waiting: int = 0
     done: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
 
@@ -136,6 +140,7 @@ class Lifecycle:
                 "loaded": model in self.instances,
                 "loading": model in self.loading,
                 "progress": self.loading[model].progress if model in self.loading else None,
+                "waiting": self.loading[model].waiting if model in self.loading else 0,
                 "loads": count,
                 "last_load_s": self.last_load_s.get(model),
             }
@@ -181,7 +186,7 @@ class Lifecycle:
         self,
         model: str,
         *,
-        seconds: float,
+        seconds: float | Callable[[], float],
         failure: str | None = None,
         parallel: int | None = None,
         context_length: int | None = None,
@@ -192,11 +197,15 @@ class Lifecycle:
         The load runs shielded: a client that leaves does not stop it for the others.
         """
         loading, new = self.begin(model)
-        if new:
-            with anyio.CancelScope(shield=True):
-                await self.run(loading, seconds, failure, parallel, context_length, ttl_s)
-        else:
-            await loading.done.wait()
+        loading.waiting += 1
+        try:
+            if new:
+                with anyio.CancelScope(shield=True):
+                    await self.run(loading, seconds, failure, parallel, context_length, ttl_s)
+            else:
+                await loading.done.wait()
+        finally:
+            loading.waiting -= 1
         if loading.error is not None:
             # A fresh exception per waiter: one shared object would collect all their tracebacks.
             raise LoadFailed(loading.error.code, str(loading.error))
@@ -205,7 +214,7 @@ class Lifecycle:
     async def run(
         self,
         loading: Loading,
-        seconds: float,
+        seconds: float | Callable[[], float],
         failure: str | None,
         parallel: int | None,
         context_length: int | None,
@@ -213,15 +222,23 @@ class Lifecycle:
     ) -> None:
         """Carry out a load begun with `begin` (shield it: others wait for it too)."""
         model, started = loading.model, anyio.current_time()
+        live = seconds if callable(seconds) else lambda: seconds
         try:
             self.instances.pop(model, None)  # a reload replaces the instance
-            for step in range(1, _STEPS + 1):
-                await anyio.sleep(seconds / _STEPS)
-                if failure == "out_of_memory" and step / _STEPS >= _OOM_AT:
-                    raise _failure(failure, model, seconds)
-                if failure == "timeout" and step == _STEPS:
-                    raise _failure(failure, model, seconds)
-                loading.report(step / _STEPS)
+            progress, reported = 0.0, 0
+            while progress < 1.0:
+                # The load time is read at every tick, so a lesson can speed up a slow load.
+                total = max(live(), 0.0)
+                tick = min(_TICK_S, total * (1.0 - progress))
+                await anyio.sleep(tick)
+                progress = min(1.0, progress + tick / total) if total > 0 else 1.0
+                if failure == "out_of_memory" and progress >= _OOM_AT:
+                    raise _failure(failure, model, live())
+                if failure == "timeout" and progress >= 1.0:
+                    raise _failure(failure, model, live())
+                if int(progress * _STEPS) > reported:  # report each tenth once
+                    reported = int(progress * _STEPS)
+                    loading.report(reported / _STEPS)
             took = anyio.current_time() - started
             slots = parallel or self.slots.parallel[model]
             self.slots.resize(model, slots)

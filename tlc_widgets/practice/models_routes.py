@@ -93,7 +93,7 @@ def add_model_routes(app: FastAPI, server: PracticeServer) -> None:
         try:
             instance = await life.load(
                 spec.id,
-                seconds=server.load_time(),
+                seconds=server.load_time,
                 failure=server.faults.load_failure,
                 parallel=parallel,
                 context_length=context,

@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 from tlc_widgets.practice import catalog, wire
 from tlc_widgets.practice.answer import Part, plan_answer
 from tlc_widgets.practice.app_server import PracticeServer
-from tlc_widgets.practice.lifecycle import LoadFailed
+from tlc_widgets.practice.lifecycle import LoadFailed, Loading
 from tlc_widgets.practice.requests import BadRequest, ChatRequest, number, parse_chat_request
 from tlc_widgets.practice.settings import ModelSpec
 from tlc_widgets.practice.streams import LeasedStream, Pace, unless_disconnected
@@ -90,6 +90,20 @@ class _NativeChat:
         life, model = self.server.lifecycle, self.spec.id
         loading, new = life.begin(model)
         yield _event("model_load.start", model_instance_id=model)
+        loading.waiting += 1
+        try:
+            async for event in self._watch(loading, new):
+                yield event
+        finally:
+            loading.waiting -= 1
+        if loading.error is not None:
+            raise LoadFailed(loading.error.code, str(loading.error))
+        took = life.instances[model].load_time_s
+        yield _event("model_load.end", model_instance_id=model, load_time_seconds=round(took, 3))
+
+    async def _watch(self, loading: Loading, new: bool) -> AsyncIterator[bytes]:
+        """Run the load if it is ours, and report its progress until it ends."""
+        life, model = self.server.lifecycle, self.spec.id
         async with anyio.create_task_group() as tg:
             if new:
                 ttl = self.chat.ttl if self.chat.ttl is not None else life.default_ttl_s
@@ -98,7 +112,7 @@ class _NativeChat:
                     with anyio.CancelScope(shield=True):  # others may wait for this load
                         await life.run(
                             loading,
-                            self.server.load_time(),
+                            self.server.load_time,
                             self.server.faults.load_failure,
                             None,
                             None,
@@ -110,10 +124,6 @@ class _NativeChat:
                 if progress > 0:
                     yield _event("model_load.progress", model_instance_id=model, progress=progress)
             await loading.done.wait()
-        if loading.error is not None:
-            raise LoadFailed(loading.error.code, str(loading.error))
-        took = life.instances[model].load_time_s
-        yield _event("model_load.end", model_instance_id=model, load_time_seconds=round(took, 3))
 
     def _add(self, part: Part) -> None:
         if self.first_token_s is None:

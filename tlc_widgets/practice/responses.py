@@ -174,7 +174,8 @@ class ResponseWriter:
         """OpenAI's named events, ending with response.completed."""
         yield self._event("response.created", response=self._response("in_progress", []))
         yield self._event("response.in_progress", response=self._response("in_progress", []))
-        text, calls_started, started = "", set[int](), False
+        text, started = "", False
+        calls_started: set[int] = set()
         where = {"output_index": 0, "item_id": self.msg_id}
         async with aclosing(pace.tokens(self.plan.parts)) as stream:
             async for part in stream:

@@ -1,7 +1,8 @@
 """Which queue server is this user's: a record in the user's runtime directory.
 
-    >>> remember_server(os.getpid(), 8000)
-    >>> our_server() is None            # this process is no `tlc serve`: the record is dropped
+    >>> where = Path(tempfile.mkdtemp())           # default: `runtime_dir()`
+    >>> remember_server(os.getpid(), 8000, where=where)
+    >>> our_server(where) is None       # this process is no `tlc serve`: the record is dropped
     True
 
 `tlc lab` and the lesson helper note the PID and port of the queue server they start; a later
@@ -25,24 +26,30 @@ __all__ = ["forget_server", "our_server", "remember_server", "runtime_dir"]
 
 
 def runtime_dir() -> Path:
-    """This user's private directory for run-time state (`$XDG_RUNTIME_DIR`, else one in
-    the temporary directory, made readable by this user only)."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    path = Path(base) / "tlc" if base else Path(tempfile.gettempdir()) / f"tlc-{os.getuid()}"
+    """This user's private directory for run-time state: `$TLC_RUNTIME_DIR` (tests set it),
+    else `$XDG_RUNTIME_DIR/tlc`, else one in the temporary directory, only for this user."""
+    if explicit := os.environ.get("TLC_RUNTIME_DIR"):
+        path = Path(explicit)
+    elif base := os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(base) / "tlc"
+    else:
+        path = Path(tempfile.gettempdir()) / f"tlc-{os.getuid()}"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
-def remember_server(pid: int, port: int, log: Path | None = None) -> None:
+def remember_server(
+    pid: int, port: int, log: Path | None = None, *, where: Path | None = None
+) -> None:
     """Note that this user started the queue server `pid` on `port` (see `our_server`)."""
     record = {"pid": pid, "port": port, "log": str(log) if log else None}
-    (runtime_dir() / "server.json").write_text(json.dumps(record))
+    ((where or runtime_dir()) / "server.json").write_text(json.dumps(record))
 
 
-def our_server() -> dict[str, Any] | None:
+def our_server(where: Path | None = None) -> dict[str, Any] | None:
     """The queue server this user started (`remember_server`), if it still runs and answers:
     its PID is alive and is a `tlc serve`, and a queue server answers on its port."""
-    path = runtime_dir() / "server.json"
+    path = (where or runtime_dir()) / "server.json"
     try:
         record = json.loads(path.read_text())
         pid, port = int(record["pid"]), int(record["port"])
@@ -50,13 +57,13 @@ def our_server() -> dict[str, Any] | None:
         return None
     if pid_alive(pid) and is_tlc_serve(pid) and is_queue_server(f"http://{LOOPBACK}:{port}"):
         return dict(record, url=f"http://{LOOPBACK}:{port}")
-    forget_server(pid)
+    forget_server(pid, where=where)
     return None
 
 
-def forget_server(pid: int) -> None:
+def forget_server(pid: int, *, where: Path | None = None) -> None:
     """Drop the record of `pid` (a record of another server is kept)."""
-    path = runtime_dir() / "server.json"
+    path = (where or runtime_dir()) / "server.json"
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         if int(json.loads(path.read_text())["pid"]) == pid:
             path.unlink()

@@ -23,10 +23,10 @@ from tlc_widgets.config import Settings
 os.environ.setdefault("TLC_HISTORY_PATH", ":memory:")
 # … nor note the servers it starts as the user's own (`tlc lab` would reuse them).
 os.environ.setdefault("TLC_RUNTIME_DIR", tempfile.mkdtemp(prefix="tlc-test-runtime-"))
+from tlc_widgets.launch import BackgroundServer
 from tlc_widgets.practice import PracticeSettings
 from tlc_widgets.practice import create_app as create_practice_app
 from tlc_widgets.server import create_app
-from tlc_widgets.launch import BackgroundServer
 
 
 @pytest.fixture

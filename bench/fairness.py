@@ -30,19 +30,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import (
+from bench.harness import (
     Goal,
     Result,
-    Workspace,
     base_parser,
     goal_rows,
     machine,
     machine_lines,
-    practice_argv,
     save_json,
-    start_queue,
     table,
 )
+from bench.servers import Workspace, practice_argv, start_queue
 
 __all__ = ["jain", "main"]
 

@@ -30,27 +30,22 @@ from typing import Any
 
 import httpx
 
-from bench.common import (
-    PYTHON,
+from bench.harness import (
     ROOT,
     Goal,
-    Profiler,
     Result,
-    ServerProcess,
-    Workspace,
     base_parser,
     fmt_ms,
     goal_rows,
     iter_sse,
     machine,
     machine_lines,
-    practice_argv,
     save_json,
-    start_queue,
     summary,
     table,
-    top_frames,
 )
+from bench.profiling import Profiler, top_frames
+from bench.servers import PYTHON, ServerProcess, Workspace, practice_argv, start_queue
 
 __all__ = ["main"]
 

@@ -29,24 +29,20 @@ from typing import Any
 
 import httpx
 
-from bench.common import (
+from bench.harness import (
     Goal,
-    Profiler,
     Result,
-    Workspace,
     base_parser,
     fmt_ms,
     goal_rows,
     machine,
     machine_lines,
-    practice_argv,
     save_json,
-    self_by_package,
-    start_queue,
     summary,
     table,
-    top_frames,
 )
+from bench.profiling import Profiler, self_by_package, top_frames
+from bench.servers import Workspace, practice_argv, start_queue
 from bench.slotlog import busy_fraction, refills
 
 __all__ = ["main"]

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.harness import (
@@ -34,12 +35,14 @@ from bench.harness import (
     machine,
     machine_lines,
     pct,
+    percentile,
     save_json,
     table,
 )
 from bench.profiling import Profiler, self_by_package, top_frames
 from bench.saturation_phases import analyse, check_records, direct_phase, queue_phase
-from bench.servers import Workspace, practice_argv, start_queue
+from bench.servers import PYTHON, Workspace, practice_argv, start_queue
+from bench.trace_refill import breakdown
 
 __all__ = ["main"]
 
@@ -60,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
             name="practice",
         )
         limit = str(max(ns.requests, 20))
+        trace = ws.dir / "refill-trace.log"
+        if ns.trace:  # the same server, noting each upstream stream's start and end
+            ns.queue_cmd = f"{PYTHON} -m bench.trace_refill"
+            ns.queue_env.append(f"TRACE_REFILL={trace}")
         queue = start_queue(
             ws, ns, upstream.url + "/v1", "--max-queue", limit, "--max-per-user", limit
         )
@@ -68,9 +75,13 @@ def main(argv: Sequence[str] | None = None) -> Result:
         with Profiler(queue.pid, profile_out) if profile_out else contextlib.nullcontext():
             direct, queued = in_turns(ns, upstream.url, queue.url)
         cpu = queue.cpu_s() - cpu0
+        steps = refill_steps(queued, trace) if ns.trace else {}
     phases = {"direct": analyse(direct, ns.slots), "queue": analyse(queued, ns.slots)}
     records = check_records(queued)
     report(ns, phases, records, cpu)
+    if steps:
+        print("\nwhere the queue's refill gap went (bench/trace_refill.py):")
+        print(table(["step", "n", "median ms", "p90 ms"], steps.values()))
     result.goals = goals(phases)
     print("\n" + goal_rows(result.goals))
     profile = None
@@ -83,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "phases": phases,
         "records": records,
         "queue_cpu_s": cpu,
+        "refill_steps": steps,
         "profile": profile,
     }
     save_json(ns.json, result)
@@ -107,6 +119,16 @@ def in_turns(
     return direct, queued
 
 
+def refill_steps(runs: list[dict[str, Any]], trace: Path) -> dict[str, list[Any]]:
+    """Median and p90 of each step of a refill, from the slot log and the queue's trace."""
+    noted = [(float(t), kind) for t, kind in (line.split() for line in trace.open())]
+    events = [e for run in runs for e in run["events"] if e[0] >= run["t_submitted"]]
+    return {
+        step: [step, len(v), fmt_ms(percentile(v, 50), 3), fmt_ms(percentile(v, 90), 3)]
+        for step, v in breakdown(events, noted).items()
+    }
+
+
 def parse(argv: Sequence[str] | None) -> Any:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=100)
@@ -115,6 +137,9 @@ def parse(argv: Sequence[str] | None) -> Any:
     parser.add_argument("--tokens-per-second", type=float, default=100)
     parser.add_argument("--first-token-latency", type=float, default=0.05)
     parser.add_argument("--max-tokens", type=int, default=30)
+    parser.add_argument(
+        "--trace", action="store_true", help="split the queue's refill gap into its steps"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="direct and queue phases, in turns")
     parser.add_argument(
         "--no-follow",

@@ -122,10 +122,15 @@ def in_turns(
 def refill_steps(runs: list[dict[str, Any]], trace: Path) -> dict[str, list[Any]]:
     """Median and p90 of each step of a refill, from the slot log and the queue's trace."""
     noted = [(float(t), kind) for t, kind in (line.split() for line in trace.open())]
-    events = [e for run in runs for e in run["events"] if e[0] >= run["t_submitted"]]
+    steps: dict[str, list[float]] = {}
+    for run in runs:  # each round on its own: a round's last refill is not the next's first
+        t0, t1 = run["t_submitted"], max(float(e[0]) for e in run["events"])
+        events = [e for e in run["events"] if e[0] >= t0]
+        for step, values in breakdown(events, [n for n in noted if t0 <= n[0] <= t1]).items():
+            steps.setdefault(step, []).extend(values)
     return {
         step: [step, len(v), fmt_ms(percentile(v, 50), 3), fmt_ms(percentile(v, 90), 3)]
-        for step, v in breakdown(events, noted).items()
+        for step, v in steps.items()
     }
 
 

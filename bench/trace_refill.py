@@ -7,9 +7,9 @@ A measuring aid for `bench.saturation`: the slot log (`bench/slotlog.py`) says w
 upstream freed a slot and when the next request arrived; this says what the queue server did
 in between. Each line of `$TRACE_REFILL` is `monotonic-time event`: `return` when
 `Upstream.stream` returned (the reply read to its end), `fill` when the dispatcher looked for
-the next request, `send` when the next `Upstream.stream` began. Nothing else changes. `breakdown` pairs each freed slot
-with the first of each later step, so with several slots at once it is an estimate: read its
-medians, not single refills.
+the next request, `send` when the next `Upstream.stream` began. Nothing else changes.
+`breakdown` pairs each freed slot with the first of each later step, so with several slots
+at once it is an estimate: read its medians, not single refills.
 """
 
 from __future__ import annotations

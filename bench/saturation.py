@@ -13,8 +13,12 @@ they happen, to the microsecond. Two phases against the same upstream, in the sa
     queue    100 requests queued at once through the queue server, each followed by a
              client reading its events, like 100 chat panels
 
+The phases run `--rounds` times in turns, so load from elsewhere on the machine hits both
+alike. Busy time and gaps count from the moment work waits (the closed loop: from its start;
+the queue: once one more request than there are slots was accepted) to the last start.
 `/practice/stats` is sampled too, as a cross-check, and the queue server's records are read
-back at the end (every request done, dispatch numbers 1…N without holes).
+back at the end (every request done, dispatch numbers 1…N without holes). `--trace` runs the
+queue server under `bench/trace_refill.py` and splits its refill gap into steps.
 """
 
 from __future__ import annotations
@@ -113,7 +117,15 @@ def in_turns(
         follow = not ns.no_follow
         queued.append(
             asyncio.run(
-                queue_phase(queue_url, upstream_url, ns.requests, ns.users, ns.max_tokens, follow)
+                queue_phase(
+                    queue_url,
+                    upstream_url,
+                    ns.requests,
+                    ns.slots,
+                    ns.users,
+                    ns.max_tokens,
+                    follow,
+                )
             )
         )
     return direct, queued
@@ -124,7 +136,7 @@ def refill_steps(runs: list[dict[str, Any]], trace: Path) -> dict[str, list[Any]
     noted = [(float(t), kind) for t, kind in (line.split() for line in trace.open())]
     steps: dict[str, list[float]] = {}
     for run in runs:  # each round on its own: a round's last refill is not the next's first
-        t0, t1 = run["t_submitted"], max(float(e[0]) for e in run["events"])
+        t0, t1 = run["t_backlog"], max(float(e[0]) for e in run["events"])
         events = [e for e in run["events"] if e[0] >= t0]
         for step, values in breakdown(events, [n for n in noted if t0 <= n[0] <= t1]).items():
             steps.setdefault(step, []).extend(values)

@@ -1,7 +1,7 @@
 """The two phases of `bench.saturation`, against one upstream that logs its slots, and
 what they measured: busy fraction and refill gaps while work waited.
 
-    >>> run = {"t_submitted": 0.0, "samples": [], "events": [  # one slot, one refill
+    >>> run = {"t_backlog": 0.0, "samples": [], "events": [  # one slot, one refill
     ...     [0.0, "arrive", ""], [0.0, "start", ""], [1.0, "end", ""],
     ...     [1.002, "arrive", ""], [1.003, "start", ""], [2.0, "end", ""]]}
     >>> phase = analyse([run], slots=1)
@@ -81,7 +81,8 @@ async def direct_phase(upstream_url: str, n: int, slots: int, max_tokens: int) -
         await asyncio.gather(*(worker() for _ in range(slots)))
         await sampler.stop()
         events = (await client.get("/bench/slot-log")).json()["events"]
-    return {"t_submitted": t_first, "events": events, "samples": sampler.samples}
+    # A closed loop always has its next request ready: work waits from the start.
+    return {"t_backlog": t_first, "events": events, "samples": sampler.samples}
 
 
 async def _follow(client: httpx.AsyncClient, request_id: str) -> str:
@@ -95,7 +96,13 @@ async def _follow(client: httpx.AsyncClient, request_id: str) -> str:
 
 
 async def queue_phase(
-    queue_url: str, upstream_url: str, n: int, users: int, max_tokens: int, follow: bool
+    queue_url: str,
+    upstream_url: str,
+    n: int,
+    slots: int,
+    users: int,
+    max_tokens: int,
+    follow: bool,
 ) -> dict[str, Any]:
     """`n` requests submitted at once through the queue, each followed by an event reader."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -109,6 +116,7 @@ async def queue_phase(
         ids: list[str] = []
         followers: list[asyncio.Task[str]] = []
         t_first = time.monotonic()
+        t_backlog = None
         for i in range(n):
             body = {
                 "prompt": _prompt(i),
@@ -119,9 +127,12 @@ async def queue_phase(
             resp = await client.post("/api/requests", json=body)
             resp.raise_for_status()
             ids.append(resp.json()["id"])
+            if i == slots:  # one more than the slots: from now on work waits
+                t_backlog = time.monotonic()
             if follow:
                 followers.append(asyncio.create_task(_follow(client, ids[-1])))
         t_submitted = time.monotonic()
+        t_backlog = t_backlog or t_submitted
         endings = list(await asyncio.gather(*followers))
         while not follow:  # nobody follows the events: poll the records until all ended
             if await _all_ended(client):
@@ -133,6 +144,7 @@ async def queue_phase(
     return {
         "t_first_submit": t_first,
         "t_submitted": t_submitted,
+        "t_backlog": t_backlog,
         "endings": endings,
         "events": events,
         "samples": sampler.samples,
@@ -150,8 +162,9 @@ async def _all_ended(client: httpx.AsyncClient) -> bool:
 
 
 def analyse(runs: Sequence[dict[str, Any]], slots: int) -> dict[str, Any]:
-    """Busy fraction and refill gaps while requests waited (from all submitted to the last
-    start), pooled over rounds: busy time over window time, every refill gap."""
+    """Busy fraction and refill gaps while requests waited (from the moment more requests
+    were accepted than there are slots, to the last start), pooled over rounds: busy time
+    over window time, and every refill gap."""
     busy = window = 0.0
     pairs: list[tuple[float, float, float]] = []
     sampled: list[int] = []
@@ -159,7 +172,7 @@ def analyse(runs: Sequence[dict[str, Any]], slots: int) -> dict[str, Any]:
     for run in runs:
         events = run["events"]
         starts = sorted(t for t, kind, *_ in events if kind == "start")
-        t0 = run["t_submitted"]
+        t0 = run["t_backlog"]
         t1 = starts[-1] if starts else t0
         if t1 > t0:
             busy += busy_fraction(events, slots, t0, t1) * (t1 - t0)

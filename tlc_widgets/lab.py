@@ -4,6 +4,9 @@
     $ tlc lab --upstream http://10.0.0.5:1234/v1 --no-browser
     $ tlc lab --practice --server-port 8001 --port 8890
 
+    >>> probe_upstream(f"http://127.0.0.1:{free_port()}/v1")      # nothing answers there
+    False
+
 1. Pick the model server: `--upstream URL` (or LM Studio at http://localhost:1234/v1) if its
    `/models` answers within a second, otherwise the built-in practice model — and say
    which in a banner, because a student must never mistake one for the other.

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import practice_server, queue_server
 from tlc_widgets import lab, lesson
-from tlc_widgets.launch import free_port, is_tlc_serve
+from tlc_widgets.launch import free_port, is_tlc_serve, pid_alive, stop_process, wait_ready
 from tlc_widgets.ownership import our_server
 
 
@@ -75,3 +79,48 @@ def test_a_dead_queue_server_is_restarted_on_its_port_a_bounded_number_of_times(
     finally:
         server.stop()
     assert our_server() is None
+
+
+SCRIPT = """
+import sys
+from tlc_widgets import cli, lab
+# JupyterLab's place taken by a process that just waits: the queue server is what is tested.
+lab.lab_command = lambda ns, root: [sys.executable, "-c", "import time; time.sleep(120)"]
+cli.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_lab_and_its_queue_server_without_a_traceback(
+    how: signal.Signals, tmp_path: Path
+) -> None:
+    port = free_port()
+    out = tmp_path / "lab.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, "lab", "--practice", "--server-port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_text(out, "Ctrl-C stops JupyterLab and the queue server.")  # after the start
+        wait_ready(f"http://127.0.0.1:{port}", process=process, timeout=5)
+        mine = our_server()
+        assert mine is not None and mine["port"] == port
+        process.send_signal(how)
+        assert process.wait(30) == 0
+    finally:
+        stop_process(process)
+    said = out.read_text()
+    assert "Traceback" not in said
+    assert "tlc lab: stopping JupyterLab and the queue server" in said
+    assert not pid_alive(mine["pid"]) and our_server() is None
+
+
+def wait_for_text(path: Path, text: str, tries: int = 1200) -> None:
+    """Poll a file another process writes until `text` is in it (bounded: ~60 s)."""
+    for _ in range(tries):
+        if text in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path.read_text()!r}")

@@ -111,7 +111,8 @@ def describe_existing(url: str) -> str:
 
 def banner(*lines: str) -> None:
     width = max(len(line) for line in lines) + 4
-    print("\n" + "=" * width, *(f"  {line}" for line in lines), "=" * width + "\n", sep="\n")
+    rule = "=" * width
+    print("\n" + rule, *(f"  {line}" for line in lines), rule + "\n", sep="\n", flush=True)
 
 
 def say(text: str) -> None:

@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> Result:
         cpu = queue.cpu_s() - cpu0
         steps = refill_steps(queued, trace) if ns.trace else {}
     phases = {"direct": analyse(direct, ns.slots), "queue": analyse(queued, ns.slots)}
+    late = analyse(queued, ns.slots, since="t_submitted")
     records = check_records(queued)
-    report(ns, phases, records, cpu)
+    report(ns, phases | {"queue, from the last submission": late}, records, cpu)
     if steps:
         print("\nwhere the queue's refill gap went (bench/trace_refill.py):")
         print(table(["step", "n", "median ms", "p90 ms"], steps.values()))
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         "records": records,
         "queue_cpu_s": cpu,
         "refill_steps": steps,
+        "queue_from_last_submission": late,
         "profile": profile,
     }
     save_json(ns.json, result)

@@ -161,10 +161,11 @@ async def _all_ended(client: httpx.AsyncClient) -> bool:
 # ---------------------------------------------------------------------------- analysis
 
 
-def analyse(runs: Sequence[dict[str, Any]], slots: int) -> dict[str, Any]:
+def analyse(runs: Sequence[dict[str, Any]], slots: int, since: str = "t_backlog") -> dict[str, Any]:
     """Busy fraction and refill gaps while requests waited (from the moment more requests
     were accepted than there are slots, to the last start), pooled over rounds: busy time
-    over window time, and every refill gap."""
+    over window time, and every refill gap. `since="t_submitted"`: from the last submission
+    instead (how this benchmark measured before it ran in rounds)."""
     busy = window = 0.0
     pairs: list[tuple[float, float, float]] = []
     sampled: list[int] = []
@@ -172,7 +173,7 @@ def analyse(runs: Sequence[dict[str, Any]], slots: int) -> dict[str, Any]:
     for run in runs:
         events = run["events"]
         starts = sorted(t for t, kind, *_ in events if kind == "start")
-        t0 = run["t_backlog"]
+        t0 = run.get(since, run["t_backlog"])
         t1 = starts[-1] if starts else t0
         if t1 > t0:
             busy += busy_fraction(events, slots, t0, t1) * (t1 - t0)

@@ -23,6 +23,11 @@ FAST_MODEL = "fast"  #: bench/fast_upstream.py
 HOST = "127.0.0.1"
 
 
+def _host(port: int) -> bytes:
+    # The address itself: the queue server refuses a Host header naming another site.
+    return f"{HOST}:{port}".encode()
+
+
 @dataclass
 class Client:
     """One chat panel: what it sent, and every event with the time it arrived."""
@@ -68,8 +73,8 @@ async def run_client(
         ).encode()
         client.t_sent = time.monotonic()
         writer.write(
-            b"POST /api/requests HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            b"POST /api/requests HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (_host(port), len(body), body)
         )
         status, headers = await _head(reader)
         answer = json.loads(await reader.readexactly(int(headers["content-length"])))
@@ -78,7 +83,7 @@ async def run_client(
             return
         client.t_accepted = time.monotonic()
         client.id = answer["id"]
-        writer.write(f"GET {answer['events']} HTTP/1.1\r\nhost: bench\r\n\r\n".encode())
+        writer.write(f"GET {answer['events']} HTTP/1.1\r\nhost: {HOST}:{port}\r\n\r\n".encode())
         status, headers = await _head(reader)
         if status != 200:
             client.error = f"events: HTTP {status}"
@@ -130,8 +135,9 @@ async def run_openai_client(port: int, client: Client, max_tokens: int) -> None:
             }
         ).encode()
         writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nhost: bench\r\n"
-            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: %s\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (_host(port), len(body), body)
         )
         status, _ = await _head(reader)
         if status != 200:

@@ -25,189 +25,28 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from bench.common import (
+from bench.fairness_scenarios import Scenario, burst, closed_loop, jain, staggered
+from bench.harness import (
     Goal,
     Result,
-    Workspace,
     base_parser,
     goal_rows,
     machine,
     machine_lines,
-    practice_argv,
     save_json,
-    start_queue,
     table,
 )
+from bench.servers import Workspace, practice_argv, start_queue
 
 __all__ = ["jain", "main"]
 
-MODEL = "practice-fast"
-
-
-def jain(values: Sequence[float]) -> float:
-    """Jain's fairness index: (Σx)² / (n·Σx²); 1.0 when all are equal."""
-    square_sum = sum(x * x for x in values)
-    return sum(values) ** 2 / (len(values) * square_sum) if square_sum else 1.0
-
-
-@dataclass
-class Light:
-    user: str
-    id: str
-    dispatched_before: int  #: requests started when it was submitted
-    dispatched_after: int  #: … and when the submission was answered
-    waiting_before: int  #: requests waiting when it was submitted (FIFO would serve them first)
-    dispatch_no: int | None = None
-    waited_s: float | None = None
-
-    @property
-    def delay(self) -> int | None:
-        """1 = the next request to start after it arrived."""
-        return None if self.dispatch_no is None else self.dispatch_no - self.dispatched_before
-
-
-class Scenario:
-    """One queue server, one client, counting submissions so dispatches = sent − waiting."""
-
-    def __init__(self, client: httpx.AsyncClient, max_tokens: int) -> None:
-        self.client = client
-        self.max_tokens = max_tokens
-        self.sent = 0
-
-    async def submit(self, user: str, n: int = 0) -> str:
-        body = {
-            "prompt": f"Tell me about the White Rabbit ({user} #{n})",
-            "model": MODEL,
-            "max_tokens": self.max_tokens,
-            "user": user,
-        }
-        self.sent += 1
-        resp = await self.client.post("/api/requests", json=body)
-        resp.raise_for_status()
-        return str(resp.json()["id"])
-
-    async def queue(self) -> tuple[int, int]:
-        """(dispatched so far, waiting now)."""
-        snap = (await self.client.get("/api/queue")).json()
-        return self.sent - snap["waiting"], snap["waiting"]
-
-    async def wait_dispatched(self, target: int) -> None:
-        while True:  # polling: the server is another process
-            if (await self.queue())[0] >= target:
-                return
-            await asyncio.sleep(0.005)
-
-    async def light(self, user: str) -> Light:
-        before, waiting = await self.queue()
-        request_id = await self.submit(user)
-        after, _ = await self.queue()
-        return Light(user, request_id, before, after, waiting)
-
-    async def record(self, request_id: str) -> dict[str, Any]:
-        return (await self.client.get(f"/api/requests/{request_id}")).json()  # type: ignore[no-any-return]
-
-    async def wait_all(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        while True:
-            records = [await self.record(i) for i in ids]
-            if all(r["status"] not in ("queued", "running") for r in records):
-                return records
-            await asyncio.sleep(0.05)
-
-    async def follow(self, request_id: str) -> None:
-        async with self.client.stream("GET", f"/api/requests/{request_id}/events") as resp:
-            async for _ in resp.aiter_lines():
-                pass
-
-
-async def staggered(s: Scenario, heavy: int, lights: int, every: int) -> dict[str, Any]:
-    heavy_ids = [await s.submit("heavy", i) for i in range(heavy)]
-    arrived = []
-    for j in range(lights):
-        await s.wait_dispatched(1 + every * j)
-        await asyncio.sleep(0.03)  # well inside a running request: no dispatch races us
-        arrived.append(await s.light(f"light{j}"))
-    return await _finish(s, heavy_ids, arrived)
-
-
-async def burst(s: Scenario, heavy: int, lights: int, at: int) -> dict[str, Any]:
-    heavy_ids = [await s.submit("heavy", i) for i in range(heavy)]
-    await s.wait_dispatched(at)
-    await asyncio.sleep(0.03)
-    before, waiting = await s.queue()
-    ids = await asyncio.gather(*(s.submit(f"light{j}") for j in range(lights)))
-    after, _ = await s.queue()
-    arrived = [Light(f"light{j}", i, before, after, waiting) for j, i in enumerate(ids)]
-    return await _finish(s, heavy_ids, arrived)
-
-
-async def _finish(s: Scenario, heavy_ids: list[str], arrived: list[Light]) -> dict[str, Any]:
-    records = await s.wait_all(heavy_ids + [a.id for a in arrived])
-    by_id = {r["id"]: r for r in records}
-    for a in arrived:
-        a.dispatch_no = by_id[a.id]["dispatch_no"]
-        a.waited_s = by_id[a.id]["timings"]["waited_s"]
-    return {
-        "lights": [a.__dict__ | {"delay": a.delay} for a in arrived],
-        "all_done": all(r["status"] == "done" for r in records),
-    }
-
-
-async def closed_loop(s: Scenario, heavy: int, lights: int) -> dict[str, Any]:
-    heavy_ids = [await s.submit("heavy", i) for i in range(heavy)]
-    mine: dict[str, list[str]] = {f"light{j}": [] for j in range(lights)}
-    heavy_waiting = True
-
-    async def user(name: str) -> None:
-        n = 0
-        while heavy_waiting:
-            request_id = await s.submit(name, n)
-            mine[name].append(request_id)
-            await s.follow(request_id)
-            n += 1
-
-    async def watch_heavy() -> None:
-        nonlocal heavy_waiting
-        while heavy_waiting:
-            records = [await s.record(i) for i in heavy_ids[-1:]]
-            heavy_waiting = records[0]["status"] == "queued"
-            await asyncio.sleep(0.01)
-
-    await asyncio.gather(watch_heavy(), *(user(name) for name in mine))
-    ids = heavy_ids + [i for ids in mine.values() for i in ids]
-    records = await s.wait_all(ids)
-    by_id = {r["id"]: r for r in records}
-    window = max(by_id[i]["dispatch_no"] for i in heavy_ids)
-    counts, tokens = {}, {}
-    for name, user_ids in [("heavy", heavy_ids), *mine.items()]:
-        inside = [by_id[i] for i in user_ids if (by_id[i]["dispatch_no"] or window + 1) <= window]
-        counts[name] = len(inside)
-        tokens[name] = sum(r["tokens"] for r in inside)
-    return {
-        "window_dispatches": window,
-        "dispatches": counts,
-        "tokens": tokens,
-        "jain_dispatches": jain(list(counts.values())),
-        "jain_tokens": jain(list(tokens.values())),
-        "all_done": all(r["status"] == "done" for r in records),
-    }
-
 
 def main(argv: Sequence[str] | None = None) -> Result:
-    parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--heavy", type=int, default=20)
-    parser.add_argument("--lights", type=int, default=5)
-    parser.add_argument("--every", type=int, default=3, help="staggered: dispatches apart")
-    parser.add_argument("--tokens-per-second", type=float, default=200)
-    parser.add_argument("--first-token-latency", type=float, default=0.01)
-    parser.add_argument("--max-tokens", type=int, default=20)
-    ns = parser.parse_args(argv)
-    if ns.smoke:
-        ns.heavy, ns.lights, ns.every, ns.max_tokens = 6, 2, 2, 8
+    ns = parse(argv)
     result = Result("fairness", machine())
     print(machine_lines(result.machine))
     runs: dict[str, dict[str, Any]] = {}
@@ -228,19 +67,58 @@ def main(argv: Sequence[str] | None = None) -> Result:
             "closed-loop": lambda s: closed_loop(s, ns.heavy, ns.lights),
         }
         for name, scenario in scenarios.items():
+            # A fresh queue server per scenario, so dispatch numbers count from 1.
             queue = start_queue(
                 ws, ns, upstream.url + "/v1", "--max-per-user", limit, name=f"queue-{name}"
             )
-
-            async def run(url: str = queue.url, scenario: Any = scenario) -> dict[str, Any]:
-                async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-                    return await scenario(Scenario(client, ns.max_tokens))  # type: ignore[no-any-return]
-
             started = time.monotonic()
-            runs[name] = asyncio.run(run())
+            runs[name] = asyncio.run(run_scenario(queue.url, scenario, ns.max_tokens))
             runs[name]["wall_s"] = time.monotonic() - started
             queue.stop()
+    worst = report(ns, runs)
+    loop = runs["closed-loop"]
+    result.goals = [
+        Goal(
+            "each light request starts within the next 5 dispatches",
+            "≤ 5",
+            f"worst {worst}",
+            worst is not None and worst <= 5,
+        ),
+        Goal(
+            "Jain's index, backlogged users",
+            "≥ 0.99",
+            f"{loop['jain_dispatches']:.4f}",
+            loop["jain_dispatches"] >= 0.99,
+        ),
+    ]
+    print("\n" + goal_rows(result.goals))
+    settings = {k: v for k, v in vars(ns).items() if k not in ("json", "profile")}
+    result.data = {"settings": settings, "scenarios": runs}
+    save_json(ns.json, result)
+    return result
 
+
+async def run_scenario(url: str, scenario: Any, max_tokens: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        return await scenario(Scenario(client, max_tokens))  # type: ignore[no-any-return]
+
+
+def parse(argv: Sequence[str] | None) -> Any:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--heavy", type=int, default=20)
+    parser.add_argument("--lights", type=int, default=5)
+    parser.add_argument("--every", type=int, default=3, help="staggered: dispatches apart")
+    parser.add_argument("--tokens-per-second", type=float, default=200)
+    parser.add_argument("--first-token-latency", type=float, default=0.01)
+    parser.add_argument("--max-tokens", type=int, default=20)
+    ns = parser.parse_args(argv)
+    if ns.smoke:
+        ns.heavy, ns.lights, ns.every, ns.max_tokens = 6, 2, 2, 8
+    return ns
+
+
+def report(ns: Any, runs: dict[str, dict[str, Any]]) -> int | None:
+    """Print the tables; the worst light delay, in dispatches."""
     print(
         f"\n1 slot; heavy user queues {ns.heavy}, {ns.lights} light users; practice model at "
         f"{ns.tokens_per_second:g} tok/s after {ns.first_token_latency:g} s, "
@@ -289,26 +167,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
         f"Jain's index: {loop['jain_dispatches']:.4f} (dispatches), "
         f"{loop['jain_tokens']:.4f} (tokens)"
     )
-    worst = max(delays) if delays else None
-    result.goals = [
-        Goal(
-            "each light request starts within the next 5 dispatches",
-            "≤ 5",
-            f"worst {worst}",
-            worst is not None and worst <= 5,
-        ),
-        Goal(
-            "Jain's index, backlogged users",
-            "≥ 0.99",
-            f"{loop['jain_dispatches']:.4f}",
-            loop["jain_dispatches"] >= 0.99,
-        ),
-    ]
-    print("\n" + goal_rows(result.goals))
-    settings = {k: v for k, v in vars(ns).items() if k not in ("json", "profile")}
-    result.data = {"settings": settings, "scenarios": runs}
-    save_json(ns.json, result)
-    return result
+    return max(delays) if delays else None
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ start-up in.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,20 +23,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
-from bench.common import (
-    PYTHON,
+from bench.harness import (
     Goal,
     Result,
     base_parser,
-    free_port,
     goal_rows,
     machine,
     machine_lines,
     save_json,
     table,
 )
+from bench.servers import PYTHON
+from tlc_widgets.launch import free_port, spawn, stop_process, wait_ready
 
 __all__ = ["main"]
 
@@ -66,29 +62,13 @@ def serve_until_healthy(workdir: Path, timeout_s: float = 30.0) -> float:
     """Seconds from launching `tlc serve --practice` until `/healthz` answers 200."""
     port = free_port()
     argv = [*tlc_command(), "serve", "--practice", "--port", str(port)]
-    url = f"http://127.0.0.1:{port}/healthz"
-    with (workdir / "serve.log").open("ab") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, env=_env(workdir), cwd=workdir
-        )
+    started = time.perf_counter()
+    proc = spawn(argv, workdir / "serve.log", env=_env(workdir), cwd=workdir, own_session=False)
     try:
-        with httpx.Client(timeout=1.0) as client:
-            while time.perf_counter() - started < timeout_s:
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(url).status_code == 200:
-                        return time.perf_counter() - started
-                if proc.poll() is not None:
-                    raise RuntimeError(f"tlc serve exited with {proc.returncode}")
-                time.sleep(0.005)
-        raise RuntimeError(f"tlc serve did not answer within {timeout_s} s")
+        wait_ready(f"http://127.0.0.1:{port}", process=proc, timeout=timeout_s, interval=0.005)
+        return time.perf_counter() - started
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=10.0)
 
 
 def import_profile(module: str, top: int = 15) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,10 +21,12 @@ from tlc_widgets.config import Settings
 # Servers the tests start as subprocesses (ensure_server, kill -9 tests) inherit this:
 # a test run must never write into the user's real history file.
 os.environ.setdefault("TLC_HISTORY_PATH", ":memory:")
+# … nor note the servers it starts as the user's own (`tlc lab` would reuse them).
+os.environ.setdefault("TLC_RUNTIME_DIR", tempfile.mkdtemp(prefix="tlc-test-runtime-"))
+from tlc_widgets.launch import BackgroundServer
 from tlc_widgets.practice import PracticeSettings
 from tlc_widgets.practice import create_app as create_practice_app
 from tlc_widgets.server import create_app
-from tlc_widgets.serving import BackgroundServer
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `bench` lives beside the package, not inside it
     sys.path.insert(0, str(ROOT))
 
 from bench import fairness, many_clients, overhead, saturation, startup  # noqa: E402
-from bench.common import Goal, percentile, summary, table  # noqa: E402
+from bench.harness import Goal, percentile, summary, table  # noqa: E402
 from bench.slotlog import busy_fraction, refills  # noqa: E402
 
 

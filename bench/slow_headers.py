@@ -28,20 +28,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import (
-    PYTHON,
+from bench.harness import (
     Goal,
     Result,
-    Workspace,
     base_parser,
     goal_rows,
     machine,
     machine_lines,
     percentile,
-    raise_fd_limit,
     save_json,
     table,
 )
+from bench.servers import PYTHON, Workspace, raise_fd_limit
 
 NOFILE = 1024
 SLOW = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "

@@ -1,6 +1,6 @@
 """The lesson notebooks, as files: listed, present, stored clean, each with a plot and a check.
 
-Running them is nbval's job (`pytest --nbval-lax notebooks/`, with `notebooks/conftest.py`
+Running them is nbval's job (`pytest --nbval-lax notebooks/`, with the root `conftest.py`
 providing the server); this module checks what a reviewer would otherwise check by eye.
 """
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tlc_widgets.client import ServerUnavailable, Submitted
+from tlc_widgets.client import Opened, ServerUnavailable, Submitted
 from tlc_widgets.lab import add_parser, find_notebooks, lab_command
 from tlc_widgets.protocol import Cancelled, Delta, Done, ErrorEvent, Event, Queued, Started
 from tlc_widgets.widgets import inflight
@@ -280,7 +280,11 @@ class ScriptedClient:
         self.by_id[request_id] = self.scripts.pop(0)
         return Submitted(request_id, 1, 1, None, "practice-fast")
 
-    async def stream(self, request_id: str) -> AsyncIterator[Event]:
+    async def open(self, **kwargs: Any) -> Opened:
+        submitted = await self.submit(**kwargs)
+        return Opened(submitted, self.stream(submitted.id))
+
+    async def stream(self, request_id: str) -> AsyncGenerator[Event, None]:
         self.streaming.append(request_id)
         self.started.set()
         for event in self.by_id[request_id]:

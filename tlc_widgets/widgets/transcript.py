@@ -131,7 +131,13 @@ class Transcript(anywidget.AnyWidget):  # type: ignore[misc]
         self._content: list[str] = []  # the live reply so far, for views that join late
         self._reasoning: list[str] = []
         self._loop = owner_loop()
+        self._actions: list[Callable[[str, int], None]] = []
         self.on_msg(self._on_view_message)
+
+    def on_action(self, callback: Callable[[str, int], None]) -> None:
+        """`callback(kind, index)` when Edit ("edit") or Retry ("retry") is clicked on the
+        left-out prompt at `turns[index]`."""
+        self._actions.append(callback)
 
     @property
     def live_text(self) -> str:
@@ -180,9 +186,14 @@ class Transcript(anywidget.AnyWidget):  # type: ignore[misc]
             self.send({"k": "d", **message})
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("k") == "sync":
+        if not isinstance(content, dict):
+            return
+        if content.get("k") == "sync":
             # The buffer belongs to the owner loop's thread; the message may come from another.
             on_loop(self._loop, self._catch_up)
+        elif content.get("k") in ("edit", "retry") and isinstance(content.get("i"), int):
+            for callback in list(self._actions):
+                on_loop(self._loop, callback, str(content["k"]), int(content["i"]))
 
     def _catch_up(self) -> None:
         if self._live:

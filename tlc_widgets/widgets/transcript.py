@@ -17,8 +17,10 @@ Wire format (custom messages): `{"k": "begin"}`; then each flush, a bare string 
 `{"k": "d", "c": …, "r": …}` when it holds reasoning; `{"k": "live", …}` to catch a late view
 up; `{"k": "end"}` to drop an abandoned reply.
 
-Markdown is rendered in the browser (`transcript.js`, a small escape-first subset
-renderer): the same code renders live and finished text, and no HTML is sent twice.
+Markdown is rendered in the browser (`markdown.js`, a small escape-first subset renderer,
+put in front of `transcript.js`): the same code renders live and finished text, no HTML is
+sent twice, and the live reply renders incrementally (finished blocks are kept, only the
+open one is rendered again), so a flush costs the same at token 50 and at token 5,000.
 """
 
 from __future__ import annotations
@@ -117,7 +119,8 @@ class Transcript(anywidget.AnyWidget):  # type: ignore[misc]
     """The conversation view. Python calls `add_user`, `begin_reply`, `add_delta`,
     `end_reply`; the browser renders (see the module docstring for the wire format)."""
 
-    _esm = _HERE / "transcript.js"
+    # One module in the browser: the Markdown renderer, then the view that uses it.
+    _esm = (_HERE / "markdown.js").read_text() + (_HERE / "transcript.js").read_text()
     _css = _HERE / "chat.css"
 
     #: Finished turns, as `Turn.as_view()` dicts. Synced whole, but only when a turn ends.

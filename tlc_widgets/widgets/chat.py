@@ -1,7 +1,7 @@
 """`ChatPanel`: chat with a model through the shared queue, from a notebook.
 
     >>> panel = ChatPanel()                        # the server at TLC_SERVER_URL
-    >>> panel                                      # doctest: +SKIP  (displays the panel)
+    >>> panel                                      # doctest: +SKIP
     >>> reply = await panel.send("Tell me about the rabbit")      # doctest: +SKIP
     >>> panel.status                               # doctest: +SKIP
     'done · 57 tokens in 0.6 s (waited 0.0 s)'

@@ -14,6 +14,9 @@ function render({ model, el }) {
   box.rows = 2;
   box.placeholder = model.get("placeholder");
   box.setAttribute("aria-label", "Prompt");
+  // Lumino matches keyboard shortcuts from the target up and stops at this attribute:
+  // Notebook 7 listens in the capture phase, where stopPropagation below comes too late.
+  box.setAttribute("data-lm-suppress-shortcuts", "true");
   const send = document.createElement("button");
   send.className = "tlc-send";
   send.type = "button";

@@ -44,6 +44,7 @@ class ModelSettings(widgets.VBox):  # type: ignore[misc]
         )
         self.practice_note = widgets.HTML()
         self.practice_note.add_class("tlc-practice-note")
+        self.practice_note.layout.display = "none"  # until a practice model is picked
         self.temperature = widgets.FloatSlider(
             value=defaults.temperature,
             min=0.0,
@@ -86,9 +87,10 @@ class ModelSettings(widgets.VBox):  # type: ignore[misc]
         self.toggle.add_class("tlc-tool")
         self.toggle.observe(self._toggled, names="value")
         self._toggled({"new": False})
-        row = widgets.HBox([self.picker, self.toggle, self.practice_note])
+        row = widgets.HBox([self.picker, self.toggle])
         row.add_class("tlc-model-row")
-        super().__init__([row, self.fields])
+        # On a line of its own, under the picker: it never wraps a word away from the rest.
+        super().__init__([row, self.practice_note, self.fields])
         self.add_class("tlc-settings")
         self.picker.observe(self._picked, names="value")
 
@@ -176,6 +178,7 @@ class ModelSettings(widgets.VBox):  # type: ignore[misc]
         self.practice_note.value = (
             f"<b>{html.escape(PRACTICE_NOTE)}</b>" if info.get("practice") else ""
         )
+        self.practice_note.layout.display = None if info.get("practice") else "none"
 
 
 def _label(model: dict[str, Any]) -> str:

@@ -201,15 +201,6 @@ def document_state(page: Any) -> dict[str, Any]:
     )
 
 
-def kernel_execute(page: Any, code: str) -> None:
-    """Run `code` in the open notebook's kernel, as a frontend would (no cell)."""
-    page.evaluate(
-        "(code) => { window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-        ".requestExecute({code}); }",
-        code,
-    )
-
-
 def change_theme(page: Any, theme: str) -> None:
     page.evaluate(
         "async (theme) => { await window.jupyterapp.commands.execute("

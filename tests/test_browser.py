@@ -22,7 +22,6 @@ from tests.browser_util import (
     chromium_page,
     document_state,
     find_chromium,
-    kernel_execute,
     open_notebook,
     run_all_cells,
 )
@@ -264,17 +263,8 @@ WORDS = "Once upon a time, the **rabbit** ran down its `hole` and kept running."
 
 def token(i):
     if i % 600 == 590:
-        return "
-
-```python
-for step in range(3):
-    print(step)
-```
-
-"
-    return WORDS[i % len(WORDS)] + ("
-
-" if i % 60 == 59 else " ")
+        return "\n\n```python\nfor step in range(3):\n    print(step)\n```\n\n"
+    return WORDS[i % len(WORDS)] + ("\n\n" if i % 60 == 59 else " ")
 
 async def stream_5000():
     live.begin_reply()
@@ -282,7 +272,7 @@ async def stream_5000():
         live.send("".join(token(flush * 10 + k) for k in range(10)))
         await asyncio.sleep(0.005)
 
-asyncio.get_running_loop().create_task(stream_5000())
+await stream_5000()
 """
 
 
@@ -292,21 +282,25 @@ def test_live_reply_render_cost_per_flush(chromium: str, tmp_path: Path) -> None
     import nbformat
 
     code = "from tlc_widgets.widgets.transcript import Transcript\nlive = Transcript()\nlive"
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    cells = [nbformat.v4.new_code_cell(code), nbformat.v4.new_code_cell(STREAM_5000)]
+    notebook = nbformat.v4.new_notebook(cells=cells)
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
     nbformat.write(notebook, tmp_path / "render_cost.ipynb")
     with JupyterLab(tmp_path) as lab, chromium_page(chromium) as page:
         open_notebook(page, lab.url, "render_cost.ipynb")
+        page.evaluate("() => { globalThis.tlcRenderTimes = []; }")  # transcript.js records
         run_all_cells(page)
-        page.wait_for_selector(".tlc-transcript .tlc-empty")
-        page.evaluate("() => { globalThis.tlcRenderTimes = []; }")
-        kernel_execute(page, STREAM_5000)
-        page.wait_for_function(
-            "() => globalThis.tlcRenderTimes.length >= 500", timeout=120_000, polling=250
-        )
+        try:
+            page.wait_for_function(
+                "() => globalThis.tlcRenderTimes.length >= 500", timeout=120_000, polling=250
+            )
+        except Exception:
+            seen = page.evaluate("() => globalThis.tlcRenderTimes.length")
+            shown = page.locator(".tlc-transcript").inner_text()[:300]
+            raise AssertionError(f"{seen} flushes rendered; the transcript: {shown!r}") from None
         times = page.evaluate("() => globalThis.tlcRenderTimes")
         page.locator(".tlc-transcript").screenshot(path=str(ARTIFACTS / "render-5000.png"))
-    assert len(times) == 500 and times[-1]["chars"] > times[0]["chars"]
+    assert len(times) >= 500 and times[-1]["chars"] > times[0]["chars"]  # + a late view's catch-up
 
     def median(flushes: list[dict[str, float]]) -> float:
         ms = sorted(f["ms"] for f in flushes)

@@ -130,12 +130,12 @@ async def follow(
     under the cancel rule of the module docstring."""
     opened = await _open(client, request)
     request_id = opened.submitted.id
-    if on_accepted is not None:
-        on_accepted(opened.submitted)
     content: list[str] = []
     reasoning: list[str] = []
     try:
         async with contextlib.aclosing(opened):
+            if on_accepted is not None:
+                on_accepted(opened.submitted)
             async for event in opened.events:
                 if isinstance(event, Delta):
                     content.append(event.content or "")

@@ -34,11 +34,14 @@ from ..sse import ServerSentEvent, aiter_events
 __all__ = [
     "KNOWN_EVENTS",
     "RECONNECT_BACKOFF_S",
+    "closing",
     "is_event_stream",
+    "json_body",
     "read_sse",
     "resuming",
     "to_event",
     "to_json",
+    "typed",
 ]
 
 #: Pauses before each reconnect of a broken stream; after the last one we give up.
@@ -123,3 +126,35 @@ async def resuming(
             raise ServerUnavailable(url) from cause
         await anyio.sleep(RECONNECT_BACKOFF_S[failures])
         failures += 1
+
+
+async def typed(
+    sse_events: AsyncGenerator[ServerSentEvent, None],
+) -> AsyncGenerator[Event, None]:
+    """The typed events among `sse_events`; a newer server's new event names are skipped."""
+    async with aclosing(sse_events) as events:
+        async for sse in events:
+            if sse.event in KNOWN_EVENTS:
+                yield to_event(sse)
+
+
+async def closing(
+    response: httpx.Response, events: AsyncGenerator[ServerSentEvent, None]
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """`events`, then the response they came on is closed (however the reading ends)."""
+    try:
+        async with aclosing(events) as open_events:
+            async for sse in open_events:
+                yield sse
+    finally:
+        await response.aclose()
+
+
+def json_body(response: httpx.Response) -> Any:
+    """A read response's JSON, or `RequestFailed` if it is not JSON."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise RequestFailed(
+            "The queue server's answer is not JSON.", code=ErrorCode.INTERNAL_ERROR
+        ) from exc

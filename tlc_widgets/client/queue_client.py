@@ -23,7 +23,7 @@ import httpx
 from ..errors import RequestFailed, ServerUnavailable, error_from_response
 from ..protocol import TERMINAL, ErrorCode, Event
 from ..sse import ServerSentEvent
-from .events import KNOWN_EVENTS, is_event_stream, read_sse, resuming, to_event, to_json
+from .events import closing, is_event_stream, json_body, read_sse, resuming, to_json, typed
 from .follow import Opened, Submitted, follow
 
 __all__ = ["DEFAULT_URL", "QueueClient"]
@@ -168,7 +168,7 @@ class QueueClient:
                 await response.aread()
                 if response.is_error:
                     raise error_from_response(response)
-                submitted = Submitted.from_json(_json(response))
+                submitted = Submitted.from_json(json_body(response))
                 return Opened(submitted, self.stream(submitted.id))
             sse_events: AsyncGenerator[ServerSentEvent, None] | None = read_sse(response)
             assert sse_events is not None
@@ -192,10 +192,10 @@ class QueueClient:
             nonlocal sse_events
             rest, sse_events = sse_events, None
             if rest is not None:
-                return _closing(response, rest)
+                return closing(response, rest)
             return self._sse(_events_path(submitted.id), last_event_id)
 
-        events = self._typed(resuming(connect, self.url, None, TERMINAL))
+        events = typed(resuming(connect, self.url, None, TERMINAL))
         return Opened(submitted, events, release=response.aclose)
 
     async def cancel(self, request_id: str) -> bool:
@@ -246,14 +246,6 @@ class QueueClient:
         finally:
             await response.aclose()
 
-    async def _typed(
-        self, sse_events: AsyncGenerator[ServerSentEvent, None]
-    ) -> AsyncGenerator[Event, None]:
-        async with aclosing(sse_events) as events:
-            async for sse in events:
-                if sse.event in KNOWN_EVENTS:  # a newer server's new events are skipped
-                    yield to_event(sse)
-
     async def stream(
         self, request_id: str, *, last_event_id: int | None = None
     ) -> AsyncGenerator[Event, None]:
@@ -267,7 +259,7 @@ class QueueClient:
         def connect(after: str | None) -> AsyncGenerator[ServerSentEvent, None]:
             return self._sse(path, after)
 
-        async with aclosing(self._typed(resuming(connect, self.url, start, TERMINAL))) as events:
+        async with aclosing(typed(resuming(connect, self.url, start, TERMINAL))) as events:
             async for event in events:
                 yield event
 
@@ -300,23 +292,3 @@ class QueueClient:
 
 def _events_path(request_id: str) -> str:
     return f"/api/requests/{request_id}/events"
-
-
-async def _closing(
-    response: httpx.Response, events: AsyncGenerator[ServerSentEvent, None]
-) -> AsyncGenerator[ServerSentEvent, None]:
-    try:
-        async with aclosing(events) as open_events:
-            async for sse in open_events:
-                yield sse
-    finally:
-        await response.aclose()
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as exc:
-        raise RequestFailed(
-            "The queue server's answer to a submit is not JSON.", code=ErrorCode.INTERNAL_ERROR
-        ) from exc

@@ -195,8 +195,11 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             if self._current is me:  # a newer prompt or New chat owns the line now
                 self._show(progress, throttle)
 
+        mine: str | None = None  # this prompt's request id, once the server has it
+
         def accepted(submitted: Submitted) -> None:
-            self.request_id = submitted.id
+            nonlocal mine
+            self.request_id = mine = submitted.id
             inflight.track(self.client.url, submitted.id)  # the kernel's exit hook cancels it
             show(tracker.update(Queued(submitted.position, submitted.waiting, submitted.eta_s)))
             self.transcript.begin_reply()
@@ -237,8 +240,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             show(tracker.stopped())
             raise
         finally:
-            if self.request_id is not None:
-                inflight.untrack(self.request_id)  # it ended on the server (or was cancelled)
+            if mine is not None:
+                inflight.untrack(mine)  # it ended on the server (or follow() cancelled it)
             if self._current is me:
                 self._set_busy(False)
             reply, thought = "".join(content), "".join(reasoning)

@@ -282,7 +282,6 @@ class Accepted:
     model: str
     user: str
 
-
 _CLASSES: dict[EventName, type[Event]] = {
     EventName.QUEUED: Queued,
     EventName.STARTED: Started,

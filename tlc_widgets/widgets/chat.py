@@ -125,7 +125,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
     def stop(self) -> None:
         """Stop the reply (or the wait in line), here and on the server. Idle: does nothing."""
         if self._current is not None and not self._current.done():
-            self._current.cancel()
+            self._current.cancel()  # follow() sends the DELETE before the task ends
+            self._show(StatusTracker().stopped())  # said at once, not after the DELETE
 
     def new_chat(self) -> None:
         """Stop whatever runs and start an empty conversation (the settings stay)."""

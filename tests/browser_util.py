@@ -59,10 +59,12 @@ _SETTINGS = {
 
 
 class JupyterLab:
-    """`jupyter lab` on a free loopback port, serving `root`; `url` once it answers."""
+    """`jupyter lab` (or, with `app="notebook"`, Jupyter Notebook 7) on a free loopback
+    port, serving `root`; `url` once it answers."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None, app: str = "lab") -> None:
         self.root = root
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="tlc-lab-")
@@ -83,15 +85,16 @@ class JupyterLab:
             "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
             **self._env,
         }
+        cls = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
         cmd = [
-            sys.executable, "-m", "jupyter", "lab",
+            sys.executable, "-m", "jupyter", self.app,
             "--no-browser", "--allow-root", "--ip=127.0.0.1",
             f"--port={self.port}", "--port-retries=0",
             "--IdentityProvider.token=", "--ServerApp.disable_check_xsrf=True",
             f"--ServerApp.root_dir={self.root}",
-            "--LabApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={settings}",
-            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+            f"--{cls}.expose_app_in_browser=True",
+            f"--{cls}.user_settings_dir={settings}",
+            f"--{cls}.workspaces_dir={tmp / 'workspaces'}",
             f"--FileCheckpoints.checkpoint_dir={tmp / 'checkpoints'}",
         ]  # fmt: skip
         with self.log.open("wb") as log:
@@ -168,9 +171,11 @@ _ALL_RUN = """() => {
 }"""
 
 
-def open_notebook(page: Any, base_url: str, name: str) -> None:
-    """Open a notebook, wait for the app and an idle kernel."""
-    page.goto(f"{base_url}/lab/tree/{name}?reset")
+def open_notebook(page: Any, base_url: str, name: str, app: str = "lab") -> None:
+    """Open a notebook (in JupyterLab, or Notebook 7), wait for the app and an idle kernel."""
+    page.goto(
+        f"{base_url}/lab/tree/{name}?reset" if app == "lab" else f"{base_url}/notebooks/{name}"
+    )
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
     page.evaluate("async () => { await window.jupyterapp.restored; }")
     page.wait_for_function(_KERNEL_IDLE, timeout=90_000)
@@ -181,6 +186,19 @@ def run_all_cells(page: Any, timeout_ms: int = 120_000) -> None:
     # Not awaited: the command's promise resolves only once every cell has finished.
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     page.wait_for_function(_ALL_RUN, timeout=timeout_ms, polling=250)
+
+
+def document_state(page: Any) -> dict[str, Any]:
+    """Whether the open notebook is marked modified, and whether a dialog is showing."""
+    return dict(
+        page.evaluate(
+            """() => ({
+              dirty: window.jupyterapp.shell.currentWidget.context.model.dirty,
+              dialog: document.querySelector('.jp-Dialog') ? document.querySelector(
+                '.jp-Dialog').innerText : null,
+            })"""
+        )
+    )
 
 
 def change_theme(page: Any, theme: str) -> None:

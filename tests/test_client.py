@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import aclosing, contextmanager
 from typing import Any
 
@@ -14,12 +14,14 @@ import pytest
 from anyio.abc import SocketAttribute
 
 import tlc_widgets.client
+import tlc_widgets.client.events
 from tests.conftest import practice_server, queue_server, wait_until
 from tlc_widgets import errors
 from tlc_widgets.client import (
     InvalidRequest,
     ModelNotFound,
     NotFound,
+    Opened,
     QueueClient,
     QueueFull,
     RequestCancelled,
@@ -28,10 +30,10 @@ from tlc_widgets.client import (
     Submitted,
     TLCError,
     TooManyRequests,
-    iter_sse,
 )
 from tlc_widgets.protocol import Delta, Done, ErrorCode, Event, Queued, Started
 from tlc_widgets.serving import BackgroundServer, free_port
+from tlc_widgets.sse import decode_text
 
 pytestmark = pytest.mark.anyio
 
@@ -210,10 +212,10 @@ class RecordingClient(QueueClient):
         super().__init__(url)
         self.submitted: list[Submitted] = []
 
-    async def submit(self, *args: Any, **kwargs: Any) -> Submitted:
-        request = await super().submit(*args, **kwargs)
-        self.submitted.append(request)
-        return request
+    async def open(self, *args: Any, **kwargs: Any) -> Opened:
+        opened = await super().open(*args, **kwargs)
+        self.submitted.append(opened.submitted)
+        return opened
 
 
 async def running_request(client: RecordingClient) -> str:
@@ -369,15 +371,10 @@ async def test_stream_reconnects_after_the_connection_drops_and_loses_nothing(
 # -- the parser and the reconnect loop, without a network -------------------------------------
 
 
-async def lines(*items: str) -> AsyncIterator[str]:
-    for item in items:
-        yield item
-
-
 async def test_sse_parser_reads_fields_skips_comments_and_drops_a_half_event() -> None:
     raw = [": ping", "event: queued", 'data: {"position": 1,', 'data: "waiting": 1}', "id: 1"]
     raw += ["", "", "data: plain", "", "event: delta", 'data: {"content": "x"}']
-    events = [e async for e in iter_sse(lines(*raw))]
+    events = decode_text("\n".join(raw))  # the project's one codec (tlc_widgets.sse)
     assert [(e.event, e.data, e.id) for e in events] == [
         ("queued", '{"position": 1,\n"waiting": 1}', "1"),
         ("message", "plain", "1"),  # an id carries over until a new one comes
@@ -413,7 +410,7 @@ async def test_stream_reconnects_with_last_event_id_and_skips_unknown_events() -
 
 
 async def test_stream_gives_up_after_a_few_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tlc_widgets.client, "RECONNECT_BACKOFF_S", (0, 0))
+    monkeypatch.setattr(tlc_widgets.client.events, "RECONNECT_BACKOFF_S", (0, 0))
     tries: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:

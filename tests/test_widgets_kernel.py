@@ -391,6 +391,25 @@ def test_server_down_is_one_sentence_and_the_panel_recovers(kernel: Kernel) -> N
     kernel.run("p5.close()")
 
 
+def test_the_red_line_clears_by_itself_when_the_server_comes_back(kernel: Kernel) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    kernel.run(f"p7 = ChatPanel(url={url!r})\np7.watch.retry_s = 0.2")
+    kernel.poll("p7.status", lambda s: "not answering" in s, "the outage")
+    kernel.run("t7 = p7.send('Anyone there?')")
+    kernel.poll("t7.done()", bool, "the failed send")
+    assert "not answering" in kernel.value("p7.status")
+    # The prompt never reached a model: shown (marked), but not sent again as context.
+    assert kernel.value("[m['role'] for m in p7.messages if m['role'] == 'user']") == []
+    assert kernel.value("p7.transcript.turns[-1].get('left_out')")
+    with practice_server() as practice:
+        settings = Settings(_env_file=None, upstreams=[practice.url + "/v1"])  # type: ignore[call-arg]
+        with BackgroundServer(create_app(settings), port=port):
+            status = kernel.poll("p7.status", lambda s: s.startswith("ready"), "the recovery")
+    assert "not answering" not in status
+    kernel.run("p7.close()")
+
+
 # ---------------------------------------------------------------------------- comm traffic
 
 WORDS = ("Once ", "upon ", "a ", "time, ", "the ", "rabbit ", "ran ", "down ", "its ", "hole. ")

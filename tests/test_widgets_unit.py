@@ -6,16 +6,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tlc_widgets.client import ServerUnavailable, Submitted
+from tlc_widgets.client import (
+    InvalidRequest,
+    Opened,
+    RequestCancelled,
+    RequestFailed,
+    ServerUnavailable,
+    Submitted,
+)
 from tlc_widgets.lab import add_parser, find_notebooks, lab_command
 from tlc_widgets.protocol import Cancelled, Delta, Done, ErrorEvent, Event, Queued, Started
-from tlc_widgets.widgets import inflight
+from tlc_widgets.widgets import inflight, magic
 from tlc_widgets.widgets.chat import ChatPanel
 from tlc_widgets.widgets.conversation import Conversation, Turn, download_link
 from tlc_widgets.widgets.settings import PRACTICE_NOTE, ModelSettings
@@ -261,7 +268,7 @@ class ScriptedClient:
 
     url = "http://scripted"
 
-    def __init__(self, *scripts: list[Event]) -> None:
+    def __init__(self, *scripts: list[Event] | Exception) -> None:
         self.scripts = list(scripts)
         self.by_id: dict[str, list[Event]] = {}
         self.submits: list[dict[str, Any]] = []
@@ -277,10 +284,17 @@ class ScriptedClient:
     async def submit(self, **kwargs: Any) -> Submitted:
         self.submits.append(kwargs)
         request_id = f"r{len(self.submits)}"
-        self.by_id[request_id] = self.scripts.pop(0)
+        script = self.scripts.pop(0)
+        if isinstance(script, Exception):
+            raise script  # refused at the door
+        self.by_id[request_id] = script
         return Submitted(request_id, 1, 1, None, "practice-fast")
 
-    async def stream(self, request_id: str) -> AsyncIterator[Event]:
+    async def open(self, **kwargs: Any) -> Opened:
+        submitted = await self.submit(**kwargs)
+        return Opened(submitted, self.stream(submitted.id))
+
+    async def stream(self, request_id: str) -> AsyncGenerator[Event, None]:
         self.streaming.append(request_id)
         self.started.set()
         for event in self.by_id[request_id]:
@@ -394,6 +408,58 @@ async def test_stopped_while_the_post_is_on_its_way_cancels_what_the_server_acce
         await asyncio.sleep(0)
     assert client.cancelled == ["r1"] and inflight.in_flight() == {}
     panel.close()
+
+
+@pytest.mark.anyio
+async def test_a_refused_prompt_is_not_context_and_can_be_retried() -> None:
+    too_long = InvalidRequest("The prompt is too long for this server.", code="prompt_too_long")
+    client = ScriptedClient(too_long, reply("Hi."), reply("Sure."))
+    panel = ChatPanel(client)  # type: ignore[arg-type]
+    await panel.load_models()
+    with pytest.raises(InvalidRequest):
+        await panel.send("x" * 10_000)
+    assert panel.status == "The prompt is too long for this server."
+    refused = panel.transcript.turns[-1]
+    assert refused["left_out"] and refused["note"].startswith("not sent — The prompt is too long")
+    assert await panel.send("Hello") == "Hi."
+    assert client.submits[1]["messages"][1:] == [{"role": "user", "content": "Hello"}]
+    panel.transcript._on_view_message(panel.transcript, {"k": "retry", "i": 0}, [])
+    assert await panel._current == "Sure."  # type: ignore[misc]
+    assert client.submits[2]["messages"][-1] == {"role": "user", "content": "x" * 10_000}
+    assert not any(t.get("left_out") for t in panel.transcript.turns)
+    panel.close()
+
+
+@pytest.mark.anyio
+async def test_a_stream_without_a_terminal_event_is_internal_error_in_the_panel() -> None:
+    panel = ChatPanel(ScriptedClient([Started("m", "u", 0.0), Delta(content="Hal")]))  # type: ignore[arg-type]
+    with pytest.raises(RequestFailed) as cut:
+        await panel.send("Go")
+    assert cut.value.code == "internal_error"
+    panel.close()
+
+
+class Display:
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def update(self, data: dict[str, str], raw: bool) -> None:
+        self.shown.append(data["text/plain"])
+
+
+@pytest.mark.anyio
+async def test_chat_magic_raises_request_cancelled_when_the_server_cancels() -> None:
+    cancelled = [Started("m", "u", 0.0), Delta(content="Once"), Cancelled("admin")]
+    magic._client = ScriptedClient(cancelled)  # type: ignore[assignment,arg-type]
+    reply, status = Display(), Display()
+    args = magic._parser().parse_args([])
+    try:
+        with pytest.raises(RequestCancelled):
+            await magic._converse("Tell a story", args, reply, status)
+    finally:
+        magic._client = None
+    assert reply.shown[-1] == "Once"
+    assert status.shown[-1] == "cancelled by the queue's administrator"
 
 
 def test_empty_prompt_and_unknown_export_format_are_refused() -> None:

@@ -14,14 +14,16 @@ any reader that splits lines the way Python's `str.splitlines()` does (httpx's
 **Reading.** The WHATWG rules: a line ends at CRLF, LF or CR and nowhere else. We do not
 parse by hand: `httpx-sse` (maintained, used by the MCP SDK and others) implements exactly
 that rule and decodes UTF-8 incrementally, so a multi-byte character split across network
-chunks arrives whole. `aiter_events(response)` is what the server's upstream reader, the
-client and the lessons call.
+chunks arrives whole. One WHATWG rule it leaves out we add: an event whose data is empty is
+not dispatched (httpx-sse dispatches one at every blank line once an `id:` was seen).
+`aiter_events(response)` is what the server's upstream reader, the client and the lessons
+call.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
 import httpx
@@ -86,10 +88,11 @@ def comment(text: str) -> bytes:
     return f": {text.replace(chr(13), ' ').replace(chr(10), ' ')}\n\n".encode()
 
 
-async def aiter_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+async def aiter_events(response: httpx.Response) -> AsyncGenerator[ServerSentEvent, None]:
     """The events of a streaming httpx response, per the WHATWG line rules."""
     async for event in EventSource(response).aiter_sse():
-        yield event
+        if event.data:
+            yield event
 
 
 def decode_text(text: str | Iterable[str]) -> list[ServerSentEvent]:
@@ -100,6 +103,6 @@ def decode_text(text: str | Iterable[str]) -> list[ServerSentEvent]:
     chunks = [text] if isinstance(text, str) else text
     for line in [ln for chunk in chunks for ln in lines.decode(chunk)] + lines.flush():
         event = decoder.decode(line.rstrip("\n"))
-        if event is not None:
+        if event is not None and event.data:
             out.append(event)
     return out

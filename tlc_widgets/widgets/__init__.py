@@ -6,11 +6,14 @@
 Each widget is ipywidgets/anywidget on the Python side and a small ES module in the browser
 (`*.js` beside these files; no npm build). One module per part:
 
-    chat.py          ChatPanel: wiring, tasks, Python API
+    chat.py          ChatPanel: wiring, one request (via client.follow), Python API
     settings.py      model picker + presets        conversation.py  turns, messages, exports
-    transcript.py    live transcript (deltas)      prompt.py        prompt box (Enter sends)
-    status.py        the status line's sentences   inflight.py      cancel: Stop, kernel exit
-    monitor.py       QueueMonitor                  magic.py         %%chat
+    transcript.py    live transcript (deltas)      markdown.js      Markdown, incrementally
+    prompt.py        prompt box (Enter sends)      toolbar.py       Stop, New chat, Export
+    status.py        the status line's sentences   status_line.py   the status line widget
+    reach.py         retry while the server is away, clear the red line when it is back
+    inflight.py      kernel exit: cancel what runs monitor.py       QueueMonitor
+    magic.py         %%chat (via client.follow)
     loop.py          browser events → the kernel loop (JupyterLab 4.6 sends them via subshells)
 """
 

@@ -1,7 +1,7 @@
 """`ChatPanel`: chat with a model through the shared queue, from a notebook.
 
     >>> panel = ChatPanel()                        # the server at TLC_SERVER_URL
-    >>> panel                                      # doctest: +SKIP  (displays the panel)
+    >>> panel                                      # doctest: +SKIP
     >>> reply = await panel.send("Tell me about the rabbit")      # doctest: +SKIP
     >>> panel.status                               # doctest: +SKIP
     'done · 57 tokens in 0.6 s (waited 0.0 s)'
@@ -18,30 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Coroutine
-from contextlib import aclosing
 from typing import Any, Literal
 
 import ipywidgets as widgets
 
-from ..client import QueueClient, RequestCancelled, RequestFailed, Submitted, TLCError
-from ..errors import error_for
-from ..protocol import Cancelled, Delta, Done, ErrorEvent, Queued
+from ..client import (
+    QueueClient,
+    ServerUnavailable,
+    Submitted,
+    TLCError,
+    UpstreamUnavailable,
+    follow,
+)
+from ..protocol import Delta, Event, Queued
 from . import inflight
-from .conversation import Conversation, download_link
-from .loop import on_loop, owner_loop
+from .conversation import Conversation
+from .loop import Tasks, on_loop, owner_loop
 from .prompt import PromptBox
+from .reach import ServerWatch
 from .settings import ModelSettings
-from .status import Phase, Progress, StatusTracker, status_html
+from .status import Phase, Progress, StatusTracker
+from .status_line import StatusLine
+from .toolbar import ChatToolbar
 from .transcript import Transcript
 
 __all__ = ["ChatPanel"]
-
-#: Seconds between tries to reach the server while it does not answer.
-RETRY_S = 5.0
-#: The status line changes at most this often while tokens stream (the text stays exact).
-STATUS_EVERY_S = 0.25
 
 
 class ChatPanel(widgets.VBox):  # type: ignore[misc]
@@ -58,40 +60,39 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self._loop = owner_loop()
         self.settings = ModelSettings(model)
         self.transcript = Transcript()
-        self.status_line = widgets.HTML()
-        self.status_line.add_class("tlc-status")
+        self.status_line = StatusLine()
         self.prompt = PromptBox()
         self.prompt.on_submit(self._submitted)
-        self.stop_button = self._button("Stop", "stop", self.stop)
-        self.new_chat_button = self._button("New chat", "plus", self.new_chat)
-        self.export_md_button = self._button("Export .md", "download", self._offer_download, "md")
-        self.export_json_button = self._button(
-            "Export .json", "download", self._offer_download, "json"
+        self.transcript.on_action(self._turn_action)
+        self.toolbar = ChatToolbar(
+            stop=self.stop, new_chat=self.new_chat, export=self.export, loop=self._loop
         )
-        self.downloads = widgets.HTML()
-        self.downloads.add_class("tlc-downloads")
-        buttons = [self.stop_button, self.new_chat_button, self.export_md_button]
-        toolbar = widgets.HBox([*buttons, self.export_json_button, self.downloads])
-        super().__init__([self.settings, self.transcript, self.status_line, self.prompt, toolbar])
+        self.stop_button = self.toolbar.stop_button
+        self.new_chat_button = self.toolbar.new_chat_button
+        self.export_md_button = self.toolbar.export_md_button
+        self.export_json_button = self.toolbar.export_json_button
+        self.downloads = self.toolbar.downloads
+        parts = [self.settings, self.transcript, self.status_line, self.prompt, self.toolbar]
+        super().__init__(parts)
         self.add_class("tlc-chat")
         self._conversation = Conversation()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Tasks(self._loop)
         self._current: asyncio.Task[str] | None = None
         #: The id of the latest request on the server (None before the first is accepted).
         self.request_id: str | None = None
-        self._progress = Progress(Phase.IDLE, "ready")
-        self._shown_at = 0.0
         self._show(Progress(Phase.IDLE, "connecting to the queue server…"))
+        #: Reads the model list; retries (every `watch.retry_s`) while the server is away.
+        self.watch = ServerWatch(self.load_models, self.status_line, self._busy)
         self._models_task: asyncio.Task[None] | None = None
         if self._loop is not None:
-            self._models_task = self._spawn(self._watch_models())
+            self._models_task = self._spawn(self.watch.until_loaded())
 
     # ------------------------------------------------------------------ Python API
 
     @property
     def status(self) -> str:
         """The status line's text, e.g. 'queued — position 3 of 7 · ETA ~20 s'."""
-        return self._progress.text
+        return self.status_line.text
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -124,7 +125,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
     def stop(self) -> None:
         """Stop the reply (or the wait in line), here and on the server. Idle: does nothing."""
         if self._current is not None and not self._current.done():
-            self._current.cancel()
+            self._current.cancel()  # follow() sends the DELETE before the task ends
+            self._show(StatusTracker().stopped())  # said at once, not after the DELETE
 
     def new_chat(self) -> None:
         """Stop whatever runs and start an empty conversation (the settings stay)."""
@@ -137,13 +139,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
     def export(self, fmt: Literal["md", "json"] = "md") -> str:
         """The conversation as Markdown (`"md"`) or JSON (`"json"`) text."""
-        settings = self.settings.values()
-        system = self.settings.system_prompt
-        if fmt == "json":
-            return self._conversation.to_json(system, **settings)
-        if fmt == "md":
-            return self._conversation.to_markdown(system, **settings)
-        raise ValueError(f"unknown export format {fmt!r}; use 'md' or 'json'")
+        return self._conversation.export(fmt, self.settings.system_prompt, **self.settings.values())
 
     async def load(self, request_id: str | None = None) -> list[dict[str, Any]]:
         """Reload a past conversation from the server's history (default: your latest) and
@@ -191,7 +187,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         if previous is not None:
             await asyncio.wait([previous])  # its last words go in the transcript first
         if not self.settings.loaded:
-            await self._try_load_models()  # so the model's preset applies to this prompt
+            await self.watch.try_load()  # so the model's preset applies to this prompt
         me = asyncio.current_task()
         chat = self._conversation
         tracker = StatusTracker()
@@ -200,49 +196,55 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
             if self._current is me:  # a newer prompt or New chat owns the line now
                 self._show(progress, throttle)
 
+        mine: str | None = None  # this prompt's request id, once the server has it
+
+        def accepted(submitted: Submitted) -> None:
+            nonlocal mine
+            self.request_id = mine = submitted.id
+            inflight.track(self.client.url, submitted.id)  # the kernel's exit hook cancels it
+            show(tracker.update(Queued(submitted.position, submitted.waiting, submitted.eta_s)))
+            self.transcript.begin_reply()
+
+        def event(event: Event) -> None:
+            if isinstance(event, Delta):
+                content.append(event.content or "")
+                reasoning.append(event.reasoning or "")
+                self.transcript.add_delta(event.content, event.reasoning)
+            show(tracker.update(event), throttle=isinstance(event, Delta))
+
         chat.add_user(text)
         self.transcript.add_user(text)
-        self.prompt.busy = True
+        self._set_busy(True)
         show(tracker.sending())
         content: list[str] = []
         reasoning: list[str] = []
-        request_id, note = None, ""
+        note = ""
         try:
-            submitted = await self._submit(self.messages)
-            request_id = self.request_id = submitted.id
-            show(tracker.update(Queued(submitted.position, submitted.waiting, submitted.eta_s)))
-            self.transcript.begin_reply()
-            async with aclosing(self.client.stream(submitted.id)) as events:
-                async for event in events:
-                    if isinstance(event, Delta):
-                        content.append(event.content or "")
-                        reasoning.append(event.reasoning or "")
-                        self.transcript.add_delta(event.content, event.reasoning)
-                    show(tracker.update(event), throttle=isinstance(event, Delta))
-                    if isinstance(event, ErrorEvent):
-                        raise error_for(event.code, event.message)
-                    if isinstance(event, Cancelled):
-                        raise RequestCancelled(tracker.progress.text, code="cancelled")
-                    if isinstance(event, Done):
-                        break
-                else:
-                    raise RequestFailed("The reply ended without a final event.", code="internal")
+            return (
+                await follow(
+                    self.client,
+                    on_accepted=accepted,
+                    on_event=event,
+                    messages=self.messages,
+                    **self.settings.values(),
+                )
+            ).text
         except TLCError as exc:
             note = exc.message
-            show(tracker.fail(exc))
+            if tracker.progress.phase not in (Phase.ERROR, Phase.STOPPED):
+                show(tracker.fail(exc))  # refused, or unreachable: no event said it
+            if isinstance(exc, ServerUnavailable | UpstreamUnavailable) and self._current is me:
+                self._spawn(self.watch.clear_when_back(self.status_line.progress))
             raise
         except asyncio.CancelledError:
             note = "stopped"
-            if request_id is not None:  # tell the server, so the slot or the place frees now
-                self._spawn(inflight.cancel(self.client, request_id))
-                request_id = None
             show(tracker.stopped())
             raise
         finally:
-            if request_id is not None:
-                inflight.untrack(request_id)  # it ended on the server: nothing to cancel
+            if mine is not None:
+                inflight.untrack(mine)  # it ended on the server (or follow() cancelled it)
             if self._current is me:
-                self.prompt.busy = False
+                self._set_busy(False)
             reply, thought = "".join(content), "".join(reasoning)
             if chat is self._conversation:  # not after New chat: that transcript is gone
                 if reply or thought:
@@ -250,51 +252,28 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                     self.transcript.end_reply(chat.turns[-1])
                 else:
                     self.transcript.end_reply(None)
-        return reply
-
-    async def _submit(self, messages: list[dict[str, Any]]) -> Submitted:
-        """POST the request; shielded, so a Stop meanwhile still learns the id to cancel."""
-        values = self.settings.values()
-        post = asyncio.ensure_future(self.client.submit(messages=messages, **values))
-        try:
-            submitted = await asyncio.shield(post)
-        except asyncio.CancelledError:
-            self._spawn(inflight.cancel_when_accepted(self.client, post))
-            raise
-        inflight.track(self.client.url, submitted.id)
-        return submitted
-
-    # ------------------------------------------------------------------ models
-
-    async def _watch_models(self) -> None:
-        """Read the model list; while the server does not answer, say so and try again."""
-        while True:
-            if await self._try_load_models():
-                return
-            await asyncio.sleep(RETRY_S)
-
-    async def _try_load_models(self) -> bool:
-        try:
-            models = await self.load_models()
-        except TLCError as exc:
-            if not self._busy():
-                self._show(Progress(Phase.ERROR, exc.message))
-            return False
-        if not self._busy():
-            if models:
-                self._show(Progress(Phase.IDLE, "ready"))
-            else:
-                sentence = "The queue server lists no models; load one in LM Studio."
-                self._show(Progress(Phase.ERROR, sentence))
-        return bool(models)
+                    if note and note != "stopped":
+                        # No reply: the prompt was refused or never reached the model. It must
+                        # not become context for the next prompt; the learner can edit or retry.
+                        chat.leave_out_last(note)
+                        self.transcript.turns = chat.view()
 
     # ------------------------------------------------------------------ plumbing
 
-    def _button(self, description: str, icon: str, action: Any, *args: Any) -> widgets.Button:
-        button = widgets.Button(description=description, icon=icon)
-        # Clicks arrive in a comm subshell's thread in JupyterLab 4.6: run them on our loop.
-        button.on_click(lambda _: on_loop(self._loop, action, *args))
-        return button
+    def _set_busy(self, busy: bool) -> None:
+        self.prompt.busy = busy  # Send is disabled while a reply runs
+        self.toolbar.busy = busy  # Stop is active only then
+
+    def _turn_action(self, kind: str, index: int) -> None:
+        """Edit or Retry on a prompt that was not sent: take it out, then resend or refill."""
+        text = self._conversation.take_left_out(index)
+        if text is None:
+            return  # not a left-out prompt (any more)
+        self.transcript.turns = self._conversation.view()
+        if kind == "retry":
+            self.send(text)
+        else:
+            self.prompt.fill(text)
 
     def _submitted(self, text: str) -> None:
         self.send(text)  # the task reports through the status line; nobody awaits it
@@ -303,34 +282,13 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         return self._current is not None and not self._current.done()
 
     def _show(self, progress: Progress, throttle: bool = False) -> None:
-        """Update the status line; while tokens stream, at most every STATUS_EVERY_S."""
-        now = time.monotonic()
-        same = progress.phase is self._progress.phase
-        self._progress = progress
-        if throttle and same and now - self._shown_at < STATUS_EVERY_S:
-            return
-        self._shown_at = now
-        self.status_line.value = status_html(progress)
+        self.status_line.show(progress, throttle)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        # Made outside any loop (a script), the panel adopts the first loop that uses it.
-        self._loop = self._loop or asyncio.get_running_loop()
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)  # a task nobody references may be garbage-collected mid-way
-        task.add_done_callback(self._forget)
+        task = self._tasks.spawn(coro)
+        self._loop = self._tasks.loop  # made outside any loop: the first loop that spawns
         return task
 
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # shown in the status line already; don't log it again
-
     async def _close_client(self) -> None:
-        # Outstanding DELETEs need the connection pool: let them finish first.
-        pending = [t for t in self._tasks if t is not asyncio.current_task()]
-        if pending:
-            await asyncio.wait(pending)
+        await self._tasks.wait_others()  # outstanding DELETEs need the connection pool
         await self.client.aclose()
-
-    def _offer_download(self, fmt: Literal["md", "json"]) -> None:
-        self.downloads.value = download_link(self.export(fmt), fmt)

@@ -32,6 +32,8 @@ class Turn:
     content: str
     reasoning: str = ""
     note: str = ""
+    #: A prompt that got no reply (refused, or the server was away): not sent as context.
+    left_out: bool = False
 
     def as_view(self) -> dict[str, str]:
         """The dict the transcript's JavaScript renders (empty fields left out: fewer bytes)."""
@@ -40,6 +42,8 @@ class Turn:
             view["reasoning"] = self.reasoning
         if self.note:
             view["note"] = self.note
+        if self.left_out:
+            view["left_out"] = "1"
         return view
 
 
@@ -69,13 +73,40 @@ class Conversation:
     def add_assistant(self, text: str, reasoning: str = "", note: str = "") -> None:
         self.turns.append(Turn("assistant", text, reasoning, note))
 
+    def leave_out_last(self, why: str) -> None:
+        """The last prompt got no reply (`why`): keep it on screen, not in the context.
+
+        >>> chat = Conversation([Turn("user", "a very long prompt")])
+        >>> chat.leave_out_last("The prompt is too long for this server.")
+        >>> chat.messages(), chat.turns[0].note
+        ([], 'not sent — The prompt is too long for this server.')
+        """
+        last = self.turns[-1]
+        if last.role == "user":
+            self.turns[-1] = Turn("user", last.content, note=f"not sent — {why}", left_out=True)
+
+    def take_left_out(self, index: int) -> str | None:
+        """Remove the left-out prompt at `index` (to edit or retry it) and return its text."""
+        if 0 <= index < len(self.turns) and self.turns[index].left_out:
+            return self.turns.pop(index).content
+        return None
+
     def messages(self, system_prompt: str = "") -> list[dict[str, Any]]:
         """OpenAI-format messages: the system prompt (if any), then every turn.
 
-        A stopped reply is sent as far as it got: the model sees what the learner saw.
+        A stopped reply is sent as far as it got: the model sees what the learner saw. A
+        prompt that was never answered (`left_out`) is not sent.
         """
         head = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-        return head + [{"role": t.role, "content": t.content} for t in self.turns]
+        return head + [{"role": t.role, "content": t.content} for t in self.turns if not t.left_out]
+
+    def export(self, fmt: str, system_prompt: str = "", **settings: Any) -> str:
+        """`to_markdown` for "md", `to_json` for "json"."""
+        if fmt == "json":
+            return self.to_json(system_prompt, **settings)
+        if fmt == "md":
+            return self.to_markdown(system_prompt, **settings)
+        raise ValueError(f"unknown export format {fmt!r}; use 'md' or 'json'")
 
     def view(self) -> list[dict[str, str]]:
         return [t.as_view() for t in self.turns]
@@ -86,14 +117,15 @@ class Conversation:
         >>> json.loads(Conversation([Turn("user", "Hi")]).to_json(model="m"))["messages"]
         [{'role': 'user', 'content': 'Hi'}]
         """
-        messages = self.messages(system_prompt)
-        offset = len(messages) - len(self.turns)
-        for i, turn in enumerate(self.turns):
+        messages = self.messages(system_prompt)[: 1 if system_prompt.strip() else 0]
+        for turn in self.turns:  # every turn, a left-out prompt too (with its note)
+            message: dict[str, Any] = {"role": turn.role, "content": turn.content}
             if turn.reasoning:
                 # LM Studio's field name for reasoning; OpenAI-compatible readers know it.
-                messages[offset + i]["reasoning_content"] = turn.reasoning
+                message["reasoning_content"] = turn.reasoning
             if turn.note:
-                messages[offset + i]["note"] = turn.note
+                message["note"] = turn.note
+            messages.append(message)
         document = {"exported_at": _now(), **settings, "messages": messages}
         return json.dumps(document, ensure_ascii=False, indent=2)
 

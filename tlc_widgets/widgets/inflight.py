@@ -1,8 +1,11 @@
-"""Requests this kernel has in flight: cancelled on Stop, and best-effort when the kernel exits.
+"""Requests this kernel has in flight, cancelled (best effort) when the kernel exits.
 
-    >>> track("http://127.0.0.1:8000", "abc")       # after a submit
-    >>> await cancel(client, "abc")                 # Stop: DELETE it, forget it
-    >>> untrack("abc")                              # or: it ended by itself
+    >>> track("http://127.0.0.1:8000", "abc")       # accepted by the server
+    >>> in_flight()
+    {'abc': 'http://127.0.0.1:8000'}
+    >>> untrack("abc")                              # it ended (or follow() cancelled it)
+
+While the kernel runs, a Stop is `follow()`'s business (its cancel rule sends the DELETE).
 
 A restarted or shut-down kernel cannot run async code any more, so the exit hook uses a
 plain synchronous `httpx.delete` with a short timeout. The server would notice on its own
@@ -12,15 +15,12 @@ once frees the slot for the next person in line.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import os
 
 import httpx
 
-from ..client import QueueClient, Submitted, TLCError
-
-__all__ = ["cancel", "cancel_all", "cancel_when_accepted", "in_flight", "track", "untrack"]
+__all__ = ["cancel_all", "in_flight", "track", "untrack"]
 
 #: request id -> queue server URL
 _LIVE: dict[str, str] = {}
@@ -42,27 +42,6 @@ def untrack(request_id: str) -> None:
 def in_flight() -> dict[str, str]:
     """A copy of what is tracked now (for tests and curious learners)."""
     return dict(_LIVE)
-
-
-async def cancel(client: QueueClient, request_id: str) -> None:
-    """Cancel a request on the server, so its slot or its place in line frees at once."""
-    try:
-        await client.cancel(request_id)
-    except TLCError:
-        pass  # it had ended, or the server is gone: either way nothing is held
-    finally:
-        untrack(request_id)
-
-
-async def cancel_when_accepted(client: QueueClient, post: asyncio.Future[Submitted]) -> None:
-    """Stopped while the POST was on its way: the server may still accept it. Wait for the
-    answer, then cancel what it created."""
-    try:
-        submitted = await post
-    except TLCError:
-        return  # refused: nothing to cancel
-    track(client.url, submitted.id)
-    await cancel(client, submitted.id)
 
 
 def cancel_all(timeout_s: float = 1.0) -> int:

@@ -17,10 +17,10 @@ tests and in nbval, which have no frontend).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["on_loop", "owner_loop"]
+__all__ = ["Tasks", "on_loop", "owner_loop"]
 
 
 def owner_loop() -> asyncio.AbstractEventLoop | None:
@@ -37,3 +37,35 @@ def on_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *arg
         fn(*args)
     else:
         loop.call_soon_threadsafe(fn, *args)
+
+
+class Tasks:
+    """The tasks a widget starts, each referenced until it ends (a task nobody references
+    may be garbage-collected mid-way), on the widget's loop.
+
+    >>> tasks = Tasks(None)           # made outside a loop: adopts the first that spawns
+    >>> len(tasks.running)
+    0
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.running: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        self.loop = self.loop or asyncio.get_running_loop()
+        task = self.loop.create_task(coro)
+        self.running.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    async def wait_others(self) -> None:
+        """Wait for every task but the current one (e.g. DELETEs before closing a client)."""
+        pending = [t for t in self.running if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self.running.discard(task)
+        if not task.cancelled():
+            task.exception()  # reported where it happened (a status line); not logged again

@@ -25,16 +25,14 @@ import asyncio
 import html
 import shlex
 import time
-from contextlib import aclosing
 from typing import Any
 
 from IPython.display import display
 
-from ..client import QueueClient, TLCError
-from ..errors import error_for
-from ..protocol import Cancelled, Delta, Done, ErrorEvent, Queued
+from ..client import QueueClient, Submitted, TLCError, follow
+from ..protocol import Delta, Event, Queued
 from . import inflight
-from .status import StatusTracker
+from .status import Phase, StatusTracker
 
 __all__ = ["UPDATE_EVERY_S", "chat", "chat_stop", "last_task", "register"]
 
@@ -87,54 +85,56 @@ def chat_stop(line: str = "") -> None:
 
 
 async def _converse(prompt: str, args: argparse.Namespace, reply: Any, status: Any) -> str:
+    """One `%%chat` cell's request, followed by `follow()` (its cancel rule: `%chat_stop`
+    cancels on the server; a `cancelled` event raises `RequestCancelled`)."""
     client = _shared_client()
     tracker = StatusTracker()
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": prompt})
     parts: list[str] = []
     shown_at = 0.0
-    request_id = None
-    try:
-        submitted = await client.submit(
-            messages=messages,
-            model=args.model,
-            max_tokens=args.max_tokens,
-            temperature=args.temperature,
-        )
-        request_id = submitted.id
-        inflight.track(client.url, request_id)
+    accepted: list[str] = []
+
+    def on_accepted(submitted: Submitted) -> None:
+        accepted.append(submitted.id)
+        inflight.track(client.url, submitted.id)  # the kernel's exit hook cancels it
         queued = Queued(submitted.position, submitted.waiting, submitted.eta_s)
         status.update(_status(tracker.update(queued).text), raw=True)
-        async with aclosing(client.stream(submitted.id)) as events:
-            async for event in events:
-                progress = tracker.update(event)
-                if isinstance(event, Delta):
-                    parts.append(event.content or "")
-                    if time.monotonic() - shown_at < UPDATE_EVERY_S:
-                        continue  # coalesce: the next update carries these tokens too
-                    shown_at = time.monotonic()
-                    reply.update(_markdown("".join(parts)), raw=True)
-                status.update(_status(progress.text), raw=True)
-                if isinstance(event, ErrorEvent):
-                    raise error_for(event.code, event.message)
-                if isinstance(event, Done | Cancelled):
-                    break
-        inflight.untrack(request_id)
-        request_id = None
+
+    def on_event(event: Event) -> None:
+        nonlocal shown_at
+        progress = tracker.update(event)
+        if isinstance(event, Delta):
+            parts.append(event.content or "")
+            if time.monotonic() - shown_at < UPDATE_EVERY_S:
+                return  # coalesce: the next update carries these tokens too
+            shown_at = time.monotonic()
+            reply.update(_markdown("".join(parts)), raw=True)
+        status.update(_status(progress.text), raw=True)
+
+    try:
+        return (
+            await follow(
+                client,
+                on_accepted=on_accepted,
+                on_event=on_event,
+                messages=messages,
+                model=args.model,
+                max_tokens=args.max_tokens,
+                temperature=args.temperature,
+            )
+        ).text
     except TLCError as exc:
-        if request_id is not None:
-            inflight.untrack(request_id)  # it ended on the server
-        status.update(_status(tracker.fail(exc).text), raw=True)
+        if tracker.progress.phase not in (Phase.ERROR, Phase.STOPPED):
+            status.update(_status(tracker.fail(exc).text), raw=True)  # refused at the door
         raise
     except asyncio.CancelledError:
         status.update(_status(tracker.stopped().text), raw=True)
-        if request_id is not None:
-            # This task is being cancelled; the DELETE must not be: shield it.
-            await asyncio.shield(inflight.cancel(client, request_id))
         raise
     finally:
+        for request_id in accepted:
+            inflight.untrack(request_id)  # it ended, or follow() cancelled it
         reply.update(_markdown("".join(parts)), raw=True)
-    return "".join(parts)
 
 
 def _shared_client() -> QueueClient:

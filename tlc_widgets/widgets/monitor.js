@@ -77,17 +77,23 @@ function render({ model, el: root }) {
     stats.served.textContent = fmt.int(s.served);
     stats.mean_wait_s.textContent = fmt.secs(s.mean_wait_s);
     stats.tokens_per_s.textContent = fmt.rate(s.tokens_per_s);
+    const text = model.get("message");
     const rows = (s.upstreams || []).map((u) => {
       const tr = el("tr");
-      const dot = el("td", u.reachable ? "tlc-up" : "tlc-down", u.reachable ? "●" : "○");
-      dot.title = u.reachable ? "answering" : "not answering";
+      // With the queue server gone, its last word about an upstream is stale: no green dot.
+      const state = text ? "unknown" : u.reachable ? "up" : "down";
+      const dot = el("td", `tlc-${state}`, { up: "●", down: "○", unknown: "◌" }[state]);
+      dot.title = {
+        up: "answering",
+        down: "not answering",
+        unknown: "unknown: the queue server itself does not answer",
+      }[state];
       const slots = slotsOf(u);
       const busy = el("td", "tlc-busy", `${u.busy ?? 0} / ${slots} busy`);
       tr.append(dot, el("td", "tlc-url", u.url), busy, el("td", "tlc-models", (u.models || []).join(", ")));
       return tr;
     });
     upstreams.replaceChildren(...rows);
-    const text = model.get("message");
     message.textContent = text;
     message.hidden = !text;
     root.classList.toggle("tlc-offline", Boolean(text));

@@ -1,7 +1,7 @@
 """`QueueMonitor`: the shared queue at a glance — big numbers and a chart of the last minutes.
 
     >>> monitor = QueueMonitor()                   # the server at TLC_SERVER_URL
-    >>> monitor                                    # doctest: +SKIP  (displays it)
+    >>> monitor                                    # doctest: +SKIP
     >>> monitor.close()                            # stops following the queue
 
 It follows `/api/queue/events` in an asyncio task (the kernel stays free) and shows waiting,

@@ -32,7 +32,7 @@ class PromptBox(anywidget.AnyWidget):  # type: ignore[misc]
     placeholder = traitlets.Unicode("Ask something… (Enter sends, Shift+Enter: new line)").tag(
         sync=True
     )
-    #: True while a reply is on its way (the box stays usable: a new prompt replaces it).
+    #: True while a reply is on its way: Send is disabled (Stop first); typing stays possible.
     busy = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -54,6 +54,10 @@ class PromptBox(anywidget.AnyWidget):  # type: ignore[misc]
             return
         for callback in list(self._callbacks):
             callback(text)
+
+    def fill(self, text: str) -> None:
+        """Put `text` in the box (every view), to be edited and sent again."""
+        self.send({"k": "fill", "text": text})
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and content.get("k") == "submit":

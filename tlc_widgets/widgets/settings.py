@@ -7,8 +7,8 @@
     ('practice-fast', 0.8, 200)
 
 Picking a model fills in its preset (from `/api/models`); the fields stay editable in a
-collapsed "Settings" section. When the model is the built-in practice model, a note says
-plainly that it is a statistical text generator, not an LLM.
+"Settings" section that a toolbar toggle shows. When the model is the built-in practice
+model, a note says plainly that it is a statistical text generator, not an LLM.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..config import ModelPreset
 __all__ = ["PRACTICE_NOTE", "ModelSettings"]
 
 PRACTICE_NOTE = "practice model — a statistical text generator, not an LLM"
+LABEL_WIDTH = "7.5em"
 
 
 class ModelSettings(widgets.VBox):  # type: ignore[misc]
@@ -33,34 +34,73 @@ class ModelSettings(widgets.VBox):  # type: ignore[misc]
         self._models: dict[str, dict[str, Any]] = {}
         self._wanted = model  # asked for before the list arrived: selected once it does
         self._filling = False
+        # One label width for every field, wide enough for "Temperature": aligned, never cut.
+        label = {"description_width": LABEL_WIDTH}
         self.picker = widgets.Dropdown(
             description="Model",
             options=[],
             layout=widgets.Layout(width="auto", min_width="320px"),
-            style={"description_width": "initial"},
+            style=label,
         )
         self.practice_note = widgets.HTML()
         self.practice_note.add_class("tlc-practice-note")
+        self.practice_note.layout.display = "none"  # until a practice model is picked
         self.temperature = widgets.FloatSlider(
-            value=defaults.temperature, min=0.0, max=2.0, step=0.05, description="Temperature"
+            value=defaults.temperature,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            description="Temperature",
+            style=label,
+            layout=widgets.Layout(width="420px"),
         )
         self.max_tokens = widgets.BoundedIntText(
-            value=defaults.max_tokens, min=1, max=32768, description="Max tokens"
+            value=defaults.max_tokens,
+            min=1,
+            max=32768,
+            description="Max tokens",
+            style=label,
+            layout=widgets.Layout(width="240px"),
         )
         self.system_prompt_box = widgets.Textarea(
             value=defaults.system_prompt,
             description="System",
             rows=3,
+            style=label,
             layout=widgets.Layout(width="95%"),
         )
         self.description = widgets.HTML()
-        fields = widgets.VBox(
+        self.description.add_class("tlc-model-description")
+        self.fields = widgets.VBox(
             [self.temperature, self.max_tokens, self.system_prompt_box, self.description]
         )
-        self.accordion = widgets.Accordion(children=[fields], titles=("Settings",))
-        self.accordion.selected_index = None  # collapsed: the defaults are fine to start
-        super().__init__([widgets.HBox([self.picker, self.practice_note]), self.accordion])
+        self.fields.add_class("tlc-settings-fields")
+        # A toolbar toggle, not an ipywidgets Accordion (its grey header looks foreign in
+        # JupyterLab); collapsed: the defaults are fine to start.
+        self.toggle = widgets.ToggleButton(
+            value=False,
+            description="Settings",
+            icon="sliders",
+            tooltip="Temperature, max tokens, system prompt",
+            layout=widgets.Layout(width="auto"),
+        )
+        self.toggle.add_class("tlc-tool")
+        self.toggle.observe(self._toggled, names="value")
+        self._toggled({"new": False})
+        row = widgets.HBox([self.picker, self.toggle])
+        row.add_class("tlc-model-row")
+        # On a line of its own, under the picker: it never wraps a word away from the rest.
+        super().__init__([row, self.practice_note, self.fields])
+        self.add_class("tlc-settings")
         self.picker.observe(self._picked, names="value")
+
+    @property
+    def expanded(self) -> bool:
+        """The fields are shown (the Settings toggle is on)."""
+        return bool(self.toggle.value)
+
+    def _toggled(self, change: dict[str, Any]) -> None:
+        self.fields.layout.display = "flex" if change["new"] else "none"
 
     # ------------------------------------------------------------------ values
 
@@ -138,6 +178,7 @@ class ModelSettings(widgets.VBox):  # type: ignore[misc]
         self.practice_note.value = (
             f"<b>{html.escape(PRACTICE_NOTE)}</b>" if info.get("practice") else ""
         )
+        self.practice_note.layout.display = None if info.get("practice") else "none"
 
 
 def _label(model: dict[str, Any]) -> str:

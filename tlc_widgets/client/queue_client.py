@@ -6,77 +6,31 @@
     ...     async for event in client.stream(request.id):
     ...         print(event)          # Queued(…) … Started(…) Delta(…) … Done(…)
 
-The server is found at `TLC_SERVER_URL` (default http://127.0.0.1:8000). A stream that
-breaks is resumed with `Last-Event-ID`, so no event is lost or seen twice. Errors are the
-classes of `tlc_widgets.errors`, re-exported here.
+The server is found at `TLC_SERVER_URL` (default http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, cast
 
-import anyio
 import httpx
 
-from .errors import (
-    AccessDenied,
-    InvalidRequest,
-    ModelNotFound,
-    NotFound,
-    QueueFull,
-    RequestCancelled,
-    RequestFailed,
-    ServerUnavailable,
-    TLCError,
-    TooManyRequests,
-    UpstreamUnavailable,
-    error_for,
-    error_from_response,
-)
-from .protocol import TERMINAL, Cancelled, Delta, Done, ErrorEvent, Event, EventName, parse_event
-from .sse_parse import ServerSentEvent, iter_sse
+from ..errors import RequestFailed, ServerUnavailable, error_from_response
+from ..protocol import TERMINAL, ErrorCode, Event
+from ..sse import ServerSentEvent
+from .events import closing, is_event_stream, json_body, read_sse, resuming, to_json, typed
+from .follow import Opened, Submitted, follow
 
-__all__ = [
-    "DEFAULT_URL",
-    "AccessDenied",
-    "InvalidRequest",
-    "ModelNotFound",
-    "NotFound",
-    "QueueClient",
-    "QueueFull",
-    "RequestCancelled",
-    "RequestFailed",
-    "ServerSentEvent",
-    "ServerUnavailable",
-    "Submitted",
-    "TLCError",
-    "TooManyRequests",
-    "UpstreamUnavailable",
-    "iter_sse",
-]
+__all__ = ["DEFAULT_URL", "QueueClient"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-#: Pauses before each reconnect of a broken stream; after the last one we give up.
-RECONNECT_BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
-KNOWN_EVENTS = frozenset(EventName)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """The server's answer to a submit: the request's id and the place it took in line."""
-
-    id: str
-    position: int
-    waiting: int
-    eta_s: float | None
-    model: str
+#: The first event of a one-round-trip submit (`Accept: text/event-stream`).
+ACCEPTED = "accepted"
 
 
 def _default_user() -> str:
@@ -111,7 +65,7 @@ class QueueClient:
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
-        # Events may be minutes apart behind a long queue; the server pings every 15 s.
+        # Events may be minutes apart behind a long queue; the server sends keep-alives.
         self._stream_timeout = httpx.Timeout(timeout, read=None)
 
     async def __aenter__(self) -> Self:
@@ -141,7 +95,32 @@ class QueueClient:
             raise ServerUnavailable(self.url) from exc
         if response.is_error:
             raise error_from_response(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RequestFailed(
+                f"The queue server answered {path} with something that is not JSON.",
+                code=ErrorCode.INTERNAL_ERROR,
+            ) from exc
+
+    def _body(
+        self,
+        prompt: str | None,
+        messages: list[dict[str, Any]] | None,
+        model: str | None,
+        temperature: float | None,
+        max_tokens: int | None,
+        priority: int,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"user": self.user, "priority": priority}
+        optional = {
+            "prompt": prompt,
+            "messages": messages,
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        return body | {k: v for k, v in optional.items() if v is not None}
 
     async def submit(
         self,
@@ -154,23 +133,70 @@ class QueueClient:
         priority: int = 0,
     ) -> Submitted:
         """Queue a request (a `prompt`, or a conversation in `messages`); it runs in its turn."""
-        body: dict[str, Any] = {"user": self.user, "priority": priority}
-        optional = {
-            "prompt": prompt,
-            "messages": messages,
-            "model": model,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        answer = await self._call("POST", "/api/requests", json=body)
-        return Submitted(
-            id=answer["id"],
-            position=answer["position"],
-            waiting=answer["waiting"],
-            eta_s=answer["eta_s"],
-            model=answer["model"],
+        body = self._body(prompt, messages, model, temperature, max_tokens, priority)
+        return Submitted.from_json(await self._call("POST", "/api/requests", json=body))
+
+    async def open(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: list[dict[str, Any]] | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        priority: int = 0,
+    ) -> Opened:
+        """Submit and start reading the events, in one round trip: `POST /api/requests` with
+        `Accept: text/event-stream` answers the stream itself, its first event `accepted`.
+        A server that answers 202 JSON instead (the two-step form) is followed with
+        `stream()`. Either way the events resume with `Last-Event-ID` if the connection
+        breaks. Close the result (`aclose()`) if you stop reading before the end."""
+        body = self._body(prompt, messages, model, temperature, max_tokens, priority)
+        post = self._http.build_request(
+            "POST",
+            "/api/requests",
+            json=body,
+            headers={"Accept": "text/event-stream, application/json"},
+            timeout=self._stream_timeout,
         )
+        try:
+            response = await self._http.send(post, stream=True)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(self.url) from exc
+        try:
+            if response.is_error or not is_event_stream(response):
+                await response.aread()
+                if response.is_error:
+                    raise error_from_response(response)
+                submitted = Submitted.from_json(json_body(response))
+                return Opened(submitted, self.stream(submitted.id))
+            sse_events: AsyncGenerator[ServerSentEvent, None] | None = read_sse(response)
+            assert sse_events is not None
+            accepted = await anext(sse_events, None)
+            if accepted is None or accepted.event != ACCEPTED:
+                await sse_events.aclose()
+                raise RequestFailed(
+                    "The queue server's event stream did not start with `accepted`.",
+                    code=ErrorCode.INTERNAL_ERROR,
+                )
+            submitted = Submitted.from_json(to_json(accepted))
+        except httpx.TransportError as exc:
+            await response.aclose()
+            raise ServerUnavailable(self.url) from exc
+        except BaseException:
+            await response.aclose()
+            raise
+
+        def connect(last_event_id: str | None) -> AsyncGenerator[ServerSentEvent, None]:
+            # The POST's own stream first; if it breaks, GET the rest after the last id.
+            nonlocal sse_events
+            rest, sse_events = sse_events, None
+            if rest is not None:
+                return closing(response, rest)
+            return self._sse(_events_path(submitted.id), last_event_id)
+
+        events = typed(resuming(connect, self.url, None, TERMINAL))
+        return Opened(submitted, events, release=response.aclose)
 
     async def cancel(self, request_id: str) -> bool:
         """Stop a request. True if this call cancelled it, False if it had already ended."""
@@ -207,63 +233,46 @@ class QueueClient:
     async def _sse(
         self, path: str, last_event_id: str | None
     ) -> AsyncGenerator[ServerSentEvent, None]:
-        """One connection's events; raises `httpx.TransportError` if the connection breaks."""
+        """One GET's events; raises `httpx.TransportError` if the connection breaks."""
         headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
         request = self._http.build_request(
             "GET", path, headers=headers, timeout=self._stream_timeout
         )
         response = await self._http.send(request, stream=True)
         try:
-            if response.is_error:
-                await response.aread()
-                raise error_from_response(response)
-            async for sse in iter_sse(response.aiter_lines()):
-                yield sse
+            async with aclosing(read_sse(response)) as events:
+                async for sse in events:
+                    yield sse
         finally:
             await response.aclose()
-
-    async def _resuming(
-        self, path: str, last_event_id: str | None, final: frozenset[str]
-    ) -> AsyncGenerator[ServerSentEvent, None]:
-        """Events of `path` across reconnects, resumed after the last id seen, until one
-        named in `final` (or forever if none is)."""
-        failures = 0
-        while True:
-            cause: Exception | None = None
-            try:
-                async with aclosing(self._sse(path, last_event_id)) as events:
-                    async for sse in events:
-                        failures = 0
-                        last_event_id = sse.id or last_event_id
-                        yield sse
-                        if sse.event in final:
-                            return
-            except httpx.TransportError as exc:
-                cause = exc
-            if failures == len(RECONNECT_BACKOFF_S):
-                raise ServerUnavailable(self.url) from cause
-            await anyio.sleep(RECONNECT_BACKOFF_S[failures])
-            failures += 1
 
     async def stream(
         self, request_id: str, *, last_event_id: int | None = None
     ) -> AsyncGenerator[Event, None]:
         """The events of a request, from the start or after `last_event_id`, until its
-        terminal event (`Done`, `ErrorEvent` or `Cancelled`). Close it early with
+        terminal event (`Done`, `ErrorEvent` or `Cancelled`). A broken connection is resumed
+        with `Last-Event-ID`, so no event is lost or seen twice. Close it early with
         `contextlib.aclosing` if you stop reading before the end."""
-        path = f"/api/requests/{request_id}/events"
+        path = _events_path(request_id)
         start = None if last_event_id is None else str(last_event_id)
-        async with aclosing(self._resuming(path, start, TERMINAL)) as events:
-            async for sse in events:
-                if sse.event in KNOWN_EVENTS:  # a newer server's new events are skipped
-                    yield parse_event(sse.event, sse.data)
+
+        def connect(after: str | None) -> AsyncGenerator[ServerSentEvent, None]:
+            return self._sse(path, after)
+
+        async with aclosing(typed(resuming(connect, self.url, start, TERMINAL))) as events:
+            async for event in events:
+                yield event
 
     async def queue_events(self) -> AsyncGenerator[dict[str, Any], None]:
         """`/api/queue` snapshots as they change, forever; reconnects if the server restarts."""
-        async with aclosing(self._resuming("/api/queue/events", None, frozenset())) as events:
+
+        def connect(after: str | None) -> AsyncGenerator[ServerSentEvent, None]:
+            return self._sse("/api/queue/events", after)
+
+        async with aclosing(resuming(connect, self.url, None, frozenset())) as events:
             async for sse in events:
                 if sse.event == "queue":
-                    yield cast(dict[str, Any], json.loads(sse.data))
+                    yield to_json(sse)
 
     # ------------------------------------------------------------------ all in one
 
@@ -275,30 +284,11 @@ class QueueClient:
         model: str | None = None,
         **params: Any,
     ) -> str:
-        """Submit, wait for the whole reply and return its text. Raises the error it ended
-        with. If the calling task is cancelled meanwhile, the request is cancelled too."""
-        request = await self.submit(prompt, messages=messages, model=model, **params)
-        parts: list[str] = []
-        try:
-            async with aclosing(self.stream(request.id)) as events:
-                async for event in events:
-                    if isinstance(event, Delta) and event.content:
-                        parts.append(event.content)
-                    elif isinstance(event, ErrorEvent):
-                        raise error_for(event.code, event.message)
-                    elif isinstance(event, Cancelled):
-                        raise RequestCancelled(
-                            f"The request was cancelled ({event.by}).", code="cancelled"
-                        )
-                    elif isinstance(event, Done):
-                        return "".join(parts)
-        except anyio.get_cancelled_exc_class():
-            # Shielded: the outer cancellation would otherwise cancel the DELETE too, and
-            # the request would keep its slot until the server noticed nobody listens.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.cancel(request.id)
-                except TLCError:
-                    pass  # it ended meanwhile, or the server is gone: nothing to free
-            raise
-        raise RequestFailed("The stream ended without a final event.", code="internal_error")
+        """Submit, wait for the whole reply and return its text, by `follow()`'s rule: the
+        error it ended with is raised, and cancelling the calling task cancels the request."""
+        request = {"prompt": prompt, "messages": messages, "model": model, **params}
+        return (await follow(self, **request)).text
+
+
+def _events_path(request_id: str) -> str:
+    return f"/api/requests/{request_id}/events"

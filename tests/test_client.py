@@ -437,17 +437,17 @@ def test_the_exception_tree_is_exported_from_the_client_module() -> None:
 async def test_keys_travel_as_bearer_and_refusals_are_access_denied(
     practice: BackgroundServer,
 ) -> None:
-    keys = "sk-ada:ada:student,sk-tina:tina:teacher"
+    keys = "sk-ada-0001-abcdef:ada:student,sk-tina-0002-abcdef:tina:teacher"
     with queue_server(practice.url + "/v1", keys=keys) as queue:
-        async with QueueClient(queue.url, api_key="sk-ada") as ada:
+        async with QueueClient(queue.url, api_key="sk-ada-0001-abcdef") as ada:
             assert await ada.chat("Hello", max_tokens=5)
             with pytest.raises(errors.AccessDenied) as forbidden:
                 await ada.submit("me first", priority=5)  # only teachers may jump the line
             assert forbidden.value.code == "forbidden"
-        async with QueueClient(queue.url, api_key="sk-wrong") as stranger:
+        async with QueueClient(queue.url, api_key="sk-wrong-0003-abcdef") as stranger:
             with pytest.raises(errors.AccessDenied) as unauthorized:
                 await stranger.submit("hi")
             assert unauthorized.value.code == "unauthorized"
-        async with QueueClient(queue.url, api_key="sk-tina") as tina:
+        async with QueueClient(queue.url, api_key="sk-tina-0002-abcdef") as tina:
             submitted = await tina.submit("urgent", priority=5, max_tokens=5)
             assert (await tina.status(submitted.id))["user"] == "tina"  # from the key

@@ -193,6 +193,9 @@ def test_model_switch_applies_presets_and_is_used(kernel: Kernel) -> None:
             m["id"]: m["preset"] for m in httpx.get(f"{queue.url}/api/models").json()["models"]
         }
         kernel.run(f"p2 = ChatPanel(url={queue.url!r})\nawait p2.load_models()")
+        # The default is the first listed: practice-small, at a human pace for lessons.
+        assert kernel.value("p2.settings.values()")["model"] == "practice-small"
+        kernel.run("p2.model = 'practice-fast'")
         assert kernel.value("p2.settings.values()")["model"] == "practice-fast"
         kernel.run("p2.model = 'practice-small'")
         small = presets["practice-small"]
@@ -387,7 +390,7 @@ def test_server_down_is_one_sentence_and_the_panel_recovers(kernel: Kernel) -> N
             reply = kernel.value("await p5.send('Now?')")
             assert reply
             assert kernel.value("p5.status").startswith("done · ")
-            assert kernel.value("p5.settings.values()")["model"] == "practice-fast"
+            assert kernel.value("p5.settings.values()")["model"] == "practice-small"
     kernel.run("p5.close()")
 
 

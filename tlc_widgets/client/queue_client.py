@@ -33,6 +33,20 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 ACCEPTED = "accepted"
 
 
+def _authorization(api_key: str | None) -> dict[str, str]:
+    """Who we are to the server: a key (`api_key`, `TLC_API_KEY`), else — inside a
+    JupyterHub — the single-user server's own Hub token, so nothing is set up by hand.
+
+    >>> _authorization("sk-0123456789abcdef")
+    {'Authorization': 'Bearer sk-0123456789abcdef'}
+    """
+    key = api_key or os.environ.get("TLC_API_KEY")
+    if key:
+        return {"Authorization": f"Bearer {key}"}
+    hub_token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    return {"Authorization": f"token {hub_token}"} if hub_token else {}
+
+
 def _default_user() -> str:
     for var in ("TLC_USER", "JUPYTERHUB_USER"):
         if os.environ.get(var):
@@ -60,8 +74,7 @@ class QueueClient:
     ) -> None:
         self.url: str = (url or os.environ.get("TLC_SERVER_URL") or DEFAULT_URL).rstrip("/")
         self.user: str = user or _default_user()
-        key = api_key or os.environ.get("TLC_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = _authorization(api_key)
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )

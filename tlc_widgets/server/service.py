@@ -39,6 +39,7 @@ from .admission import validate
 from .api_error import ApiError
 from .auth import Role
 from .catalog import Catalog
+from .classroom import Classroom
 from .dispatcher import Dispatcher, error_event
 from .history import History
 from .limits import RateLimiter, estimate_tokens
@@ -56,8 +57,11 @@ class QueueService:
         self, settings: Settings, task_group: anyio.abc.TaskGroup, keys_on: bool = False
     ) -> None:
         self.settings = settings
-        self.history = History(settings.history_path, settings.history_flush_s)
+        self.history = History(
+            settings.history_path, settings.history_flush_s, settings.history_days
+        )
         self.keys_on = keys_on
+        self.classroom = Classroom(settings, keys_on, on_change=self._notify)
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
@@ -91,6 +95,8 @@ class QueueService:
         async with anyio.create_task_group() as tg:
             service = cls(settings, tg, keys_on)
             await service.history.open()
+            budgets = service.classroom.budgets  # today's counts survive a restart
+            budgets.load(await service.history.usage_since(budgets.day_start))
             tg.start_soon(service.history.flush_forever, name="history flush")
             await service.refresh_upstreams()
             tg.start_soon(service.positions.run, name="positions")
@@ -177,6 +183,7 @@ class QueueService:
             raise ApiError(ErrorCode.SHUTTING_DOWN)
         if self.draining:
             raise ApiError(ErrorCode.DRAINING)
+        self.classroom.admit(user, role)  # a paused class (423) or a spent budget (429)
         messages, chars = validate(body, s)
         model = await self.catalog.resolve(body.model)
         if len(self.scheduler) >= s.max_queue:
@@ -188,6 +195,7 @@ class QueueService:
                 retry_after=self.stats.retry_after(model),
             )
         self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
+        messages = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
         params: dict[str, Any] = {}
         if body.temperature is not None:
             params["temperature"] = body.temperature
@@ -199,8 +207,8 @@ class QueueService:
             messages=messages,
             params=params,
             priority=body.priority,
-            on_change=self._on_record_change,
         )
+        record.on_change = self.classroom.accepted(record, self._on_record_change)
         self.store.add(record)
         # Without keys every caller is the local admin, yet the users are a class: cap them
         # all like students (the cap never leaves a slot idle, so one user alone is free).

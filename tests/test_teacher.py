@@ -107,6 +107,14 @@ async def test_the_teacher_sees_who_waits_and_runs_reads_and_cancels_a_student(
         assert (students["ada"]["prompts"], students["ada"]["live"]) == (2, 1)
         assert students["ada"]["tokens"] > 0 and students["ada"]["errors"] == 0
         assert (students["bob"]["prompts"], students["bob"]["live"]) == (1, 1)
+        assert students["ada"]["role"] == "student" and students["ada"]["budget"]["text"]
+        assert "tina" not in students  # only who sent something today
+        mine = (await tina.post("/api/requests", json={"prompt": "t", "max_tokens": 2})).json()
+        await tina.delete(f"/api/class/requests/{mine['id']}")
+        students = {
+            s["user"]: s for s in (await tina.get("/api/class/students")).json()["students"]
+        }
+        assert (students["tina"]["role"], students["tina"]["budget"]) == ("teacher", None)
 
         history = (await tina.get("/api/class/students/ada/history")).json()["requests"]
         assert [row["messages"][-1]["content"] for row in history] == ["help me", "first"]

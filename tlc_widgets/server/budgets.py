@@ -47,6 +47,7 @@ class Usage:
     prompts: int = 0  #: accepted requests today
     tokens: int = 0  #: reply tokens of today's finished requests
     errors: int = 0  #: today's requests that ended in an error
+    role: str | None = None  #: the role of the last request (None: rebuilt from the history)
 
 
 def day_bounds(now: float) -> tuple[float, float]:
@@ -106,9 +107,11 @@ class Budgets:
         for row in rows:
             self._usage[row["user"]] = Usage(row["prompts"], row["tokens"] or 0, row["errors"])
 
-    def count_prompt(self, user: str) -> None:
+    def count_prompt(self, user: str, role: str | None = None) -> None:
         self._roll()
-        self._usage.setdefault(user, Usage()).prompts += 1
+        usage = self._usage.setdefault(user, Usage())
+        usage.prompts += 1
+        usage.role = role or usage.role
 
     def count_end(self, user: str, tokens: int, error: bool) -> None:
         self._roll()

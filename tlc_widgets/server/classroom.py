@@ -37,6 +37,7 @@ from ..protocol import ErrorCode, ErrorEvent
 from .api_error import ApiError
 from .auth import Role
 from .budgets import Budget, Budgets
+from .history import History
 from .records import Record
 
 __all__ = ["ALL_MODELS", "ClassMode", "Classroom"]
@@ -69,6 +70,10 @@ class Classroom:
         """Whether the class rules (pause, budget, class prompt) apply to this role."""
         return role is Role.STUDENT or not self.keys_on
 
+    async def recount(self, history: History) -> None:
+        """Today's counts from the history, so a restart gives no budget back."""
+        self.budgets.load(await history.usage_since(self.budgets.day_start))
+
     # ------------------------------------------------------------------ admission
 
     def admit(self, user: str, role: Role) -> None:
@@ -79,10 +84,12 @@ class Classroom:
             raise ApiError(ErrorCode.CLASS_PAUSED, self.message or None)
         self.budgets.check(user)
 
-    def accepted(self, record: Record, inner: Callable[[Record], None]) -> Callable[[Record], None]:
+    def accepted(
+        self, record: Record, role: Role, inner: Callable[[Record], None]
+    ) -> Callable[[Record], None]:
         """Count an accepted request, and return its `on_change` that also counts how it
         ended (reply tokens, errors). Everyone is counted, so the teacher sees everyone."""
-        self.budgets.count_prompt(record.user)
+        self.budgets.count_prompt(record.user, role.value)
 
         def on_change(changed: Record) -> None:
             inner(changed)

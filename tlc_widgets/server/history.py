@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ..config import Settings
 from ..protocol import Status
 from .history_rows import (
     SCHEMA,
@@ -81,6 +82,10 @@ class History:
         self.days = days  #: retention: rows older than this are deleted (0: keep all)
         self.purged = 0  #: rows deleted by the retention so far
         self._next_purge = 0.0  #: (monotonic) when the writer thread next deletes old rows
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> History:
+        return cls(settings.history_path, settings.history_flush_s, settings.history_days)
 
     # ------------------------------------------------------------------ life
 

@@ -258,11 +258,12 @@ class ClassLive(BaseModel):
 
 class StudentRow(BaseModel):
     user: str
+    role: str | None = Field(description="Of their last request today (null: before a restart).")
     prompts: int
     tokens: int
     errors: int
     live: int = Field(description="Requests waiting or running now.")
-    budget: dict[str, Any]
+    budget: dict[str, Any] | None = Field(description="As in /api/me; null when not limited.")
 
 
 class ClassStudents(BaseModel):

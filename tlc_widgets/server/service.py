@@ -57,9 +57,7 @@ class QueueService:
         self, settings: Settings, task_group: anyio.abc.TaskGroup, keys_on: bool = False
     ) -> None:
         self.settings = settings
-        self.history = History(
-            settings.history_path, settings.history_flush_s, settings.history_days
-        )
+        self.history = History.from_settings(settings)
         self.keys_on = keys_on
         self.classroom = Classroom(settings, keys_on, on_change=self._notify)
         self.rates = RateLimiter.from_settings(settings, keys_on)
@@ -95,8 +93,7 @@ class QueueService:
         async with anyio.create_task_group() as tg:
             service = cls(settings, tg, keys_on)
             await service.history.open()
-            budgets = service.classroom.budgets  # today's counts survive a restart
-            budgets.load(await service.history.usage_since(budgets.day_start))
+            await service.classroom.recount(service.history)  # today's counts survive a restart
             tg.start_soon(service.history.flush_forever, name="history flush")
             await service.refresh_upstreams()
             tg.start_soon(service.positions.run, name="positions")
@@ -208,7 +205,7 @@ class QueueService:
             params=params,
             priority=body.priority,
         )
-        record.on_change = self.classroom.accepted(record, self._on_record_change)
+        record.on_change = self.classroom.accepted(record, role, self._on_record_change)
         self.store.add(record)
         # Without keys every caller is the local admin, yet the users are a class: cap them
         # all like students (the cap never leaves a slot idle, so one user alone is free).

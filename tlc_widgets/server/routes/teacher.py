@@ -31,8 +31,8 @@ from starlette.responses import Response, StreamingResponse
 
 from ...protocol import ErrorCode, Status
 from ..api_error import ApiError
-from ..auth import Identity
-from ..budgets import Budget
+from ..auth import Identity, Role
+from ..budgets import Budget, Usage
 from ..deps import caller_of, service_of
 from ..export import csv_lines, jsonl_lines, parse_since
 from ..records import Record
@@ -159,17 +159,21 @@ async def students(service: Teacher) -> ClassStudents:
     live_now: dict[str, int] = {}
     for record, _ in live_requests(service):
         live_now[record.user] = live_now.get(record.user, 0) + 1
-    rows = [
-        StudentRow(
-            user=user,
-            prompts=usage[user].prompts if user in usage else 0,
-            tokens=usage[user].tokens if user in usage else 0,
-            errors=usage[user].errors if user in usage else 0,
-            live=live_now.get(user, 0),
-            budget=budgets.left(user),
+    rows = []
+    for user in sorted(set(usage) | set(live_now)):
+        used = usage.get(user, Usage())
+        role = Role(used.role) if used.role else Role.STUDENT  # rebuilt counts: a student
+        rows.append(
+            StudentRow(
+                user=user,
+                role=used.role,
+                prompts=used.prompts,
+                tokens=used.tokens,
+                errors=used.errors,
+                live=live_now.get(user, 0),
+                budget=budgets.left(user) if service.classroom.governs(role) else None,
+            )
         )
-        for user in sorted(set(usage) | set(live_now))
-    ]
     return ClassStudents(day_start=budgets.day_start, resets_at=budgets.resets_at, students=rows)
 
 

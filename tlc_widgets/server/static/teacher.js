@@ -91,7 +91,7 @@ function renderStudents(data) {
     cell(tr, s.prompts);
     cell(tr, s.tokens);
     cell(tr, s.errors).className = s.errors ? "error" : "";
-    cell(tr, s.budget.text);
+    cell(tr, s.budget ? s.budget.text : `not limited (${s.role})`);
     cell(tr, "").append(button("Read", () => read(s.user)));
     return tr;
   });
@@ -123,7 +123,9 @@ async function refresh() {
     renderClass(state);
     say(`updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
-    if (e.status === 401) return showLogin("That key is not known to this server.");
+    if (e.status === 401) {
+      return showLogin(key ? "That key is not known to this server." : "");
+    }
     if (e.status === 403) return showLogin("This page is for teachers and admins.");
     say(`cannot reach the queue server: ${e.message}`, true);
   }
@@ -189,6 +191,7 @@ function showLogin(message) {
 
 async function start() {
   $("login").hidden = true;
+  $("login-error").textContent = "";
   $("main").hidden = false;
   try {
     const models = await json("GET", "/api/models");

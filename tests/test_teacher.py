@@ -232,3 +232,31 @@ def test_tlc_lessons_copies_the_notebooks_and_keeps_a_students_own(tmp_path: Pat
     assert (tmp_path / names[1]).read_bytes() == (repo / names[1]).read_bytes()
     tlc(["lessons", str(tmp_path), "--overwrite"])
     assert (tmp_path / names[0]).read_bytes() == (repo / names[0]).read_bytes()
+
+
+async def test_retention_also_runs_a_day_later_without_a_restart(tmp_path: Path) -> None:
+    """The writer thread deletes old rows every `PURGE_EVERY_S`; here "a day later" is made
+    to be now by moving its next-purge time, and a read wakes the thread."""
+    from tlc_widgets.server.history import History
+
+    path = tmp_path / "history.sqlite3"
+    history = History(str(path), days=30)
+    await history.open()
+    try:
+        db = sqlite3.connect(path)
+        aged = time.time() - 31 * 86_400  # it became older than 30 days while the server ran
+        db.execute(
+            "INSERT INTO requests VALUES ('aged', 'ada', 'm', '[]', '{}', 0, ?, 'done', 'stop',"
+            " NULL, 'hi', '', 1, NULL, NULL, NULL, NULL, NULL, ?)",
+            (aged, aged),
+        )
+        db.commit()
+        db.close()
+        assert [row["id"] for row in await history.recent(None, 10)] == ["aged"]
+        assert history.purged == 0
+        history._next_purge = 0.0  # a day has passed
+        await history.recent(None, 10)  # wakes the writer thread; it purges after this read
+        assert await history.recent(None, 10) == []
+        assert history.purged == 1
+    finally:
+        await history.close()

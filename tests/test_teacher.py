@@ -77,8 +77,12 @@ async def test_students_get_403_on_every_teacher_route_and_teachers_and_admins_g
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "teacher.js" in page.text
         script = await anonymous.get("/teacher/teacher.js")
-        assert script.status_code == 200 and "/api/class/live" in script.text
+        assert script.status_code == 200 and '"api/class/live"' in script.text  # relative
+        assert (await anonymous.get("/teacher/login")).status_code == 401  # not an open path
         assert (await anonymous.get("/teacher/other.js")).status_code in (401, 422)
+    async with httpx.AsyncClient(base_url=queue.url, headers=TINA) as tina:
+        back = await tina.get("/teacher/login")  # on a Hub: after its login, back to the page
+        assert (back.status_code, back.headers["location"]) == (303, "../teacher")
 
 
 async def test_the_teacher_sees_who_waits_and_runs_reads_and_cancels_a_student(

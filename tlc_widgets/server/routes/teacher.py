@@ -12,6 +12,7 @@
     DELETE /api/class/requests/{id}          cancel anyone's request (`cancelled` by teacher)
     GET    /api/class/export?format=jsonl|csv&since=    the class's history as a file
     GET    /teacher                          the teacher's page (static; it asks for a key)
+    GET    /teacher/login                    via the Hub's login (on a Hub), back to the page
 
     >>> router.prefix
     '/api/class'
@@ -27,7 +28,7 @@ from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from ...protocol import ErrorCode, Status
 from ..api_error import ApiError
@@ -243,6 +244,13 @@ def _static(name: str) -> Response:
 async def teacher_page() -> Response:
     """The teacher's page: it asks for a key (if the server has keys) and uses `/api/class`."""
     return _static("teacher.html")
+
+
+@page.get("/teacher/login")
+async def teacher_login() -> Response:
+    """Back to the page once logged in. Not an open path: on a JupyterHub, opening it in a
+    browser goes through the Hub's login first, which leaves the cookie the page's calls use."""
+    return RedirectResponse("../teacher", status_code=303)
 
 
 @page.get("/teacher/{name}")

@@ -1,5 +1,7 @@
 // The teacher's page: a small client of /api/class (docs/classroom.md). Every value from the
 // server is written with textContent, never as HTML: names and prompts are students' text.
+// URLs are relative ("api/class", not "/api/class"): behind a JupyterHub the page is at
+// /services/NAME/teacher and the API at /services/NAME/api/….
 
 const $ = (id) => document.getElementById(id);
 const KEY = "tlc-teacher-key";
@@ -114,9 +116,9 @@ function renderClass(state) {
 async function refresh() {
   try {
     const [live, students, state] = await Promise.all([
-      json("GET", "/api/class/live"),
-      json("GET", "/api/class/students"),
-      json("GET", "/api/class"),
+      json("GET", "api/class/live"),
+      json("GET", "api/class/students"),
+      json("GET", "api/class"),
     ]);
     renderLive(live);
     renderStudents(students);
@@ -133,11 +135,11 @@ async function refresh() {
 
 async function cancel(r) {
   if (!confirm(`Cancel ${r.user}'s request?`)) return;
-  await act(() => json("DELETE", `/api/class/requests/${encodeURIComponent(r.id)}`));
+  await act(() => json("DELETE", `api/class/requests/${encodeURIComponent(r.id)}`));
 }
 
 async function read(user) {
-  const data = await json("GET", `/api/class/students/${encodeURIComponent(user)}/history?limit=20`);
+  const data = await json("GET", `api/class/students/${encodeURIComponent(user)}/history?limit=20`);
   $("reader-user").textContent = user;
   const parts = [];
   for (const row of data.requests.reverse()) {
@@ -173,7 +175,7 @@ async function download(format) {
   const since = $("since").value;
   const query = new URLSearchParams({ format, ...(since ? { since } : {}) });
   await act(async () => {
-    const r = await api("GET", `/api/class/export?${query}`);
+    const r = await api("GET", `api/class/export?${query}`);
     const link = document.createElement("a");
     link.href = URL.createObjectURL(await r.blob());
     link.download = `tlc-class-${new Date().toISOString().slice(0, 10)}.${format}`;
@@ -194,7 +196,7 @@ async function start() {
   $("login-error").textContent = "";
   $("main").hidden = false;
   try {
-    const models = await json("GET", "/api/models");
+    const models = await json("GET", "api/models");
     const select = $("prompt-model");
     select.replaceChildren(select.options[0]);
     for (const m of models.models) select.append(new Option(m.display_name, m.id));
@@ -213,25 +215,25 @@ function wire() {
   });
   $("pause-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    act(() => json("POST", "/api/class/pause", { message: $("pause-message").value }));
+    act(() => json("POST", "api/class/pause", { message: $("pause-message").value }));
   });
-  $("resume").addEventListener("click", () => act(() => json("POST", "/api/class/resume")));
+  $("resume").addEventListener("click", () => act(() => json("POST", "api/class/resume")));
   $("budget-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const user = $("budget-user").value.trim();
     const body = { prompts: Number($("budget-prompts").value), tokens: Number($("budget-tokens").value) };
-    const path = user ? `/api/class/budget/${encodeURIComponent(user)}` : "/api/class/budget";
+    const path = user ? `api/class/budget/${encodeURIComponent(user)}` : "api/class/budget";
     act(() => json("PUT", path, body));
   });
   $("budget-reset").addEventListener("click", () => {
     const user = $("budget-user").value.trim();
-    if (user) act(() => json("DELETE", `/api/class/budget/${encodeURIComponent(user)}`));
+    if (user) act(() => json("DELETE", `api/class/budget/${encodeURIComponent(user)}`));
   });
   $("prompt-model").addEventListener("change", () => $("prompt-text").blur() || refresh());
   $("prompt-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const model = $("prompt-model").value || null;
-    act(() => json("PUT", "/api/class/prompt", { text: $("prompt-text").value, model }));
+    act(() => json("PUT", "api/class/prompt", { text: $("prompt-text").value, model }));
   });
   $("reader-close").addEventListener("click", () => { $("reader").hidden = true; });
   for (const b of document.querySelectorAll(".export")) {

@@ -180,7 +180,6 @@ class QueueService:
             raise ApiError(ErrorCode.SHUTTING_DOWN)
         if self.draining:
             raise ApiError(ErrorCode.DRAINING)
-        self.classroom.admit(user, role)  # a paused class (423) or a spent budget (429)
         messages, chars = validate(body, s)
         model = await self.catalog.resolve(body.model)
         if len(self.scheduler) >= s.max_queue:
@@ -191,6 +190,8 @@ class QueueService:
                 f"The limit is {s.max_per_user} waiting requests per user.",
                 retry_after=self.stats.retry_after(model),
             )
+        # No await from here on: the budget checked is the budget counted (no two slip past).
+        self.classroom.admit(user, role)  # a paused class (423) or a spent budget (429)
         self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
         messages = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
         params: dict[str, Any] = {}

@@ -1,8 +1,10 @@
-"""`tlc` — the command line: `tlc serve`, `tlc practice`, `tlc lab`, `tlc models`.
+"""`tlc` — the command line: `tlc serve | practice | lab | models | export | lessons`.
 
     $ tlc serve --practice            # queue server + in-process practice model
     $ tlc serve --upstream http://localhost:1234/v1 --slots 2
     $ tlc practice --port 1234        # the practice model alone, where LM Studio would be
+    $ tlc export --format csv --since 2026-09-01 > class.csv   # the class's history
+    $ tlc lessons ~/lessons           # copy the lesson notebooks (for a pip install)
 
 Every flag is also an env var (`TLC_PORT`, `TLC_UPSTREAMS`, `TLC_PRACTICE_PORT` …) or a line
 in `.env`; a flag given on the command line wins.
@@ -73,6 +75,28 @@ def _serve_parser(sub: Any) -> None:
         help="a host name clients use besides loopback and --host; repeat for several "
         "[TLC_ALLOWED_HOSTS, comma-separated]",
     )
+    p.add_argument(
+        "--history-days",
+        type=int,
+        help="delete history older than N days, at start and daily (0: keep all) "
+        "[TLC_HISTORY_DAYS]",
+    )
+
+
+def _export_parser(sub: Any) -> None:
+    p = sub.add_parser("export", help="write the class's history as JSON Lines or CSV")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument(
+        "--since", help="only requests since: a date (2026-09-01), date-time or Unix time"
+    )
+    p.add_argument("--history", metavar="PATH", help="the SQLite file (default TLC_HISTORY_PATH)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write here (default: standard output)")
+
+
+def _lessons_parser(sub: Any) -> None:
+    p = sub.add_parser("lessons", help="copy the lesson notebooks into a folder")
+    p.add_argument("dest", metavar="DIR", help="where to put them (made if missing)")
+    p.add_argument("--overwrite", action="store_true", help="replace notebooks already there")
 
 
 def _practice_parser(sub: Any) -> None:
@@ -178,6 +202,42 @@ def serve(ns: argparse.Namespace) -> None:
         pass
 
 
+def export(ns: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .config import Settings
+    from .server.export import csv_lines, jsonl_lines, parse_since, read_rows
+
+    path = Path(ns.history or Settings().history_path).expanduser()
+    if not path.is_file():
+        sys.exit(f"tlc export: there is no history file at {path} (see --history)")
+    try:
+        since = parse_since(ns.since)
+    except ValueError as exc:
+        sys.exit(f"tlc export: {exc}")
+    rows = read_rows(path, since)
+    lines = jsonl_lines(rows) if ns.format == "jsonl" else csv_lines(rows)
+    out = open(ns.output, "w", encoding="utf-8", newline="") if ns.output else sys.stdout
+    try:
+        out.writelines(lines)
+    finally:
+        if ns.output:
+            out.close()
+
+
+def lessons(ns: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .course import copy_lessons
+
+    copied, skipped = copy_lessons(Path(ns.dest).expanduser(), overwrite=ns.overwrite)
+    for path in copied:
+        print(f"copied  {path}")
+    for path in skipped:
+        print(f"kept    {path} (already there; --overwrite replaces it)")
+    print(f"{len(copied)} lessons copied to {ns.dest}; open 00_start_here.ipynb first.")
+
+
 def practice(ns: argparse.Namespace) -> None:
     import uvicorn
 
@@ -198,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _practice_parser(sub)
+    _export_parser(sub)
+    _lessons_parser(sub)
     try:
         from .lab import add_parser as add_lab_parser
     except ImportError:  # pragma: no cover - the lab command arrives with the widgets
@@ -212,6 +274,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(ns)
     elif ns.command == "practice":
         practice(ns)
+    elif ns.command == "export":
+        export(ns)
+    elif ns.command == "lessons":
+        lessons(ns)
     else:
         ns.run(ns)
 

@@ -154,6 +154,23 @@ class Settings(BaseSettings):
         pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$",
         description="Local hours to keep `warm_models` loaded, e.g. '08:00-16:00'. Empty: always.",
     )
+    # -- a class: budgets, the class prompt, the notice, history retention (docs/classroom.md)
+    budget_prompts_per_day: int = Field(
+        0, ge=0, description="Prompts a student may send per day (0: unlimited)."
+    )
+    budget_tokens_per_day: int = Field(
+        0, ge=0, description="Reply tokens a student may receive per day (0: unlimited)."
+    )
+    class_prompt: str = Field(
+        "", description="Instructions added to every student request, for all models."
+    )
+    class_notice: str = Field(
+        "Your teacher can read your conversations with the assistant.",
+        description="What /api/me tells every student about who reads their chats.",
+    )
+    history_days: int = Field(
+        0, ge=0, description="Delete history rows older than this many days (0: keep all)."
+    )
 
     @field_validator(
         "rate_student_rpm",

@@ -110,6 +110,8 @@ class ErrorCode(StrEnum):
     TOO_MANY_REQUESTS = "too_many_requests"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_STREAMS = "too_many_streams"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    CLASS_PAUSED = "class_paused"
     DRAINING = "draining"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     MODEL_NOT_LOADED = "model_not_loaded"
@@ -153,6 +155,13 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         429,
         "Too many open streams for this; close other tabs or notebooks following it.",
     ),
+    ErrorCode.BUDGET_EXHAUSTED: (
+        429,
+        "You have used all of your chat budget for today; it comes back when it resets.",
+    ),
+    # 423, not 503: a pause is the teacher's choice, not a failure, and OpenAI clients retry
+    # 429 and 5xx on their own, which would hide the teacher's message behind minutes of retries.
+    ErrorCode.CLASS_PAUSED: (423, "Your teacher has paused the chat for now."),
     ErrorCode.DRAINING: (
         503,
         "The queue server is not taking new requests right now (an admin is draining it); "

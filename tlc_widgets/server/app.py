@@ -3,7 +3,7 @@
     >>> app = create_app(Settings(upstreams=["http://127.0.0.1:1234/v1"]))
     >>> operations = [op for path in app.openapi()["paths"].values() for op in path.values()]
     >>> sorted({tag for op in operations for tag in op["tags"]})
-    ['admin', 'history', 'openai', 'ops', 'queue', 'requests']
+    ['admin', 'class', 'history', 'me', 'openai', 'ops', 'queue', 'requests']
 
 The routes live in `routes/` (one module per resource) and `openai/` (the OpenAI door);
 each calls the service's verbs (`service.py`). Around every route: the body limit

@@ -14,11 +14,20 @@ sentence naming the entry or line. What each role may do:
 
                                   student   teacher   admin
     submit, read, cancel own         ✓         ✓        ✓
+    /api/me (budget, class, notice)  ✓         ✓        ✓
     priority > 0                     403       ✓        ✓
     another user's request/history   404       404      ✓
+    /api/class/* (the class: live,   403       ✓        ✓
+      students' history and cancel,
+      pause, budgets, class prompt,
+      export)
     /api/admin/* (pause, drain …)    403       403      ✓
+    limited by pause, budget and     ✓         —        —
+      the class prompt
 
-Another user's request answers 404, not 403, so a probe cannot tell which ids exist.
+Another user's request answers 404, not 403, so a probe cannot tell which ids exist; a
+teacher reads and cancels students' requests through `/api/class/*` (server/routes/teacher.py),
+and an admin also runs the server (pause, drain, upstreams).
 """
 
 from __future__ import annotations
@@ -54,16 +63,19 @@ __all__ = [
     "identity_of",
 ]
 
-#: Health, metrics and the API docs answer without a key (probes and scrapers have none).
+#: Health, metrics and the API docs answer without a key (probes and scrapers have none),
+#: and so do the teacher page's static files (a browser cannot send a key to open a page;
+#: the page asks for one, and every API call it makes sends it).
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    | {"/teacher", "/teacher/teacher.js", "/teacher/teacher.css"}
 )
 
 
 class Role(StrEnum):
     STUDENT = "student"  #: own requests and history only
-    TEACHER = "teacher"  #: a student who may also set a priority
-    ADMIN = "admin"  #: everything: every user's requests, pause, resume, drain
+    TEACHER = "teacher"  #: steers the class: reads and cancels students' requests (/api/class)
+    ADMIN = "admin"  #: everything: every user's requests, the class, pause, resume, drain
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,15 @@ class Identity:
     @property
     def may_prioritise(self) -> bool:
         return self.role is not Role.STUDENT
+
+    @property
+    def may_steer(self) -> bool:
+        """A teacher or an admin: may see the class and steer it (`/api/class/*`)."""
+        return self.role is not Role.STUDENT
+
+    def require_teacher(self) -> None:
+        if not self.may_steer:
+            raise ApiError(ErrorCode.FORBIDDEN, "Only a teacher or an admin may do this.")
 
     def require_admin(self) -> None:
         if self.role is not Role.ADMIN:

@@ -56,7 +56,7 @@ __all__ = [
 log = logging.getLogger("tlc.guard")
 
 #: Reads of these answer with someone's prompts and replies: same-origin only, like writes.
-PRIVATE_PREFIXES = ("/api/history", "/api/requests", "/api/admin")
+PRIVATE_PREFIXES = ("/api/history", "/api/requests", "/api/admin", "/api/class", "/api/me")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 _COMMON_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -18,6 +18,9 @@ request — one transaction per batch of requests, not three or more per request
 Reads are jobs on the same queue, so a read sees every write put before it. WAL mode with
 `synchronous=NORMAL`: a committed batch survives the process being killed (`kill -9`).
 
+**Retention** (`history_days`, `TLC_HISTORY_DAYS`, `tlc serve --history-days`): the writer
+thread deletes rows older than that many days when it opens the file and every day after.
+
 A running request's text so far is saved at every state change and, while it streams, at
 most every `flush_s` (0.5 s) — never per token.
 
@@ -30,6 +33,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -37,9 +41,18 @@ from typing import Any, TypeVar
 
 import anyio
 
+from ..config import Settings
 from ..protocol import Status
 from .clock import Timer, call_later, wait_future
-from .history_rows import SCHEMA, mark_interrupted, row_as_json, row_snapshot, write_batch
+from .history_rows import (
+    SCHEMA,
+    USAGE_SINCE,
+    delete_older,
+    mark_interrupted,
+    row_as_json,
+    row_snapshot,
+    write_batch,
+)
 from .records import Record
 
 __all__ = ["History"]
@@ -50,10 +63,11 @@ T = TypeVar("T")
 _BATCH = 512  #: most queue items handled per transaction
 COALESCE_S = 0.05  #: changes gathered this long on the loop before one hand-over
 _STOP = object()
+PURGE_EVERY_S = 86_400.0  #: with retention on, old rows are deleted this often
 
 
 class History:
-    def __init__(self, path: str, flush_s: float = 0.5) -> None:
+    def __init__(self, path: str, flush_s: float = 0.5, days: int = 0) -> None:
         special = path in ("", ":memory:")
         self.path = path if special else str(Path(path).expanduser())
         self.enabled = path != ""
@@ -65,6 +79,13 @@ class History:
         self._changed: dict[str, Record] = {}  # changed since the last hand-over
         self._handover: Timer | None = None
         self.interrupted = 0  #: rows `open()` found left queued/running by a stopped server
+        self.days = days  #: retention: rows older than this are deleted (0: keep all)
+        self.purged = 0  #: rows deleted by the retention so far
+        self._next_purge = 0.0  #: (monotonic) when the writer thread next deletes old rows
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> History:
+        return cls(settings.history_path, settings.history_flush_s, settings.history_days)
 
     # ------------------------------------------------------------------ life
 
@@ -155,6 +176,22 @@ class History:
         sql = f"SELECT * FROM requests {where} ORDER BY created DESC LIMIT ?"
         return await self._select(sql, (*args, limit))
 
+    async def since(self, created: float) -> list[dict[str, Any]]:
+        """Everyone's requests created at or after `created`, oldest first (the export)."""
+        sql = "SELECT * FROM requests WHERE created >= ? ORDER BY created"
+        return await self._select(sql, (created,))
+
+    async def usage_since(self, created: float) -> list[dict[str, Any]]:
+        """Per user since `created`: prompts, reply tokens, errors (to rebuild budgets)."""
+        if self._thread is None:
+            return []
+
+        def select(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute(USAGE_SINCE, (created,))]
+
+        return await self._call(select)
+
     async def get(self, request_id: str) -> dict[str, Any] | None:
         rows = await self._select("SELECT * FROM requests WHERE id = ?", (request_id,))
         return rows[0] if rows else None
@@ -186,18 +223,33 @@ class History:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process
             db.executescript(SCHEMA)
+            self._purge(db)
             ready.set_result(mark_interrupted(db))
         except Exception as exc:
             ready.set_exception(exc)
             return
         try:
             while not self._handle(db, self._take()):
-                pass
+                self._purge(db)
         finally:
             db.close()
 
+    def _purge(self, db: sqlite3.Connection) -> None:
+        """Delete rows past the retention, at most once per `PURGE_EVERY_S`."""
+        if self.days and time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_EVERY_S
+            deleted = delete_older(db, time.time() - self.days * 86_400)
+            self.purged += deleted
+            if deleted:
+                log.info("history: deleted %d requests older than %d days", deleted, self.days)
+
     def _take(self) -> list[Any]:
-        batch = [self._jobs.get()]
+        # With retention on, wake up for the daily purge even when nothing is written.
+        wait = max(0.0, self._next_purge - time.monotonic()) if self.days else None
+        try:
+            batch = [self._jobs.get(timeout=wait)]
+        except queue.Empty:
+            return []
         while len(batch) < _BATCH:
             try:
                 batch.append(self._jobs.get_nowait())

@@ -19,7 +19,15 @@ from typing import Any
 from ..protocol import ErrorEvent, HistoryStatus
 from .records import Record
 
-__all__ = ["SCHEMA", "mark_interrupted", "row_as_json", "row_snapshot", "write_batch"]
+__all__ = [
+    "SCHEMA",
+    "USAGE_SINCE",
+    "delete_older",
+    "mark_interrupted",
+    "row_as_json",
+    "row_snapshot",
+    "write_batch",
+]
 
 log = logging.getLogger("tlc.history")
 
@@ -103,6 +111,18 @@ def row_snapshot(record: Record) -> tuple[Any, ...]:
         time.time(),
         record.id,
     )
+
+
+#: Per user since a time: what the budgets count (prompts, reply tokens, errors).
+USAGE_SINCE = (
+    "SELECT user, COUNT(*) AS prompts, COALESCE(SUM(tokens), 0) AS tokens, "
+    "SUM(status = 'error') AS errors FROM requests WHERE created >= ? GROUP BY user"
+)
+
+
+def delete_older(db: sqlite3.Connection, created: float) -> int:
+    """Delete the rows created before `created`; how many went."""
+    return db.execute("DELETE FROM requests WHERE created < ?", (created,)).rowcount
 
 
 def mark_interrupted(db: sqlite3.Connection) -> int:

@@ -38,6 +38,7 @@ from .admission import validate
 from .api_error import ApiError
 from .auth import Role
 from .catalog import Catalog
+from .classroom import Classroom
 from .clock import call_later
 from .dispatcher import Dispatcher, error_event
 from .history import History
@@ -57,8 +58,9 @@ class QueueService:
         self, settings: Settings, task_group: anyio.abc.TaskGroup, keys_on: bool = False
     ) -> None:
         self.settings = settings
-        self.history = History(settings.history_path, settings.history_flush_s)
+        self.history = History.from_settings(settings)
         self.keys_on = keys_on
+        self.classroom = Classroom(settings, keys_on, on_change=self._notify)
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
@@ -95,6 +97,7 @@ class QueueService:
         async with anyio.create_task_group() as tg:
             service = cls(settings, tg, keys_on)
             await service.history.open()
+            await service.classroom.recount(service.history)  # today's counts survive a restart
             tg.start_soon(service.history.flush_forever, name="history flush")
             await service.refresh_upstreams()
             tg.start_soon(service.positions.run, name="positions")
@@ -197,21 +200,21 @@ class QueueService:
                 f"The limit is {s.max_per_user} waiting requests per user.",
                 retry_after=self.stats.retry_after(model),
             )
+        # No await from here on: the budget checked is the budget counted (no two slip past).
+        self.classroom.admit(user, role)  # a paused class (423) or a spent budget (429)
         self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
-        params: dict[str, Any] = {}
-        if body.temperature is not None:
-            params["temperature"] = body.temperature
-        if body.max_tokens is not None:
-            params["max_tokens"] = body.max_tokens
+        messages = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
+        given = {"temperature": body.temperature, "max_tokens": body.max_tokens}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         record = Record.new(
             user=user,
             model=model,
             messages=messages,
             params=params,
             priority=body.priority,
-            on_change=self._on_record_change,
             call=call,
         )
+        record.on_change = self.classroom.accepted(record, role, self._on_record_change)
         self.store.add(record)
         # Without keys every caller is the local admin, yet the users are a class: cap them
         # all like students (the cap never leaves a slot idle, so one user alone is free).

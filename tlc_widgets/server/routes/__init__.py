@@ -2,7 +2,7 @@
 
     >>> from tlc_widgets.server.routes import ROUTERS
     >>> sorted(r.tags[0] for r in ROUTERS)
-    ['admin', 'history', 'ops', 'queue', 'requests']
+    ['admin', 'class', 'class', 'history', 'me', 'ops', 'queue', 'requests']
 
 Dependencies (the service, the caller) come through FastAPI's `Depends` (`deps.py`), and
 every route names its response model (`schemas.py`), so `/docs` is the API's reference.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import admin, history, ops, queue, requests
+from . import admin, history, me, ops, queue, requests, teacher
 
 __all__ = ["ROUTERS"]
 
@@ -22,4 +22,7 @@ ROUTERS: list[APIRouter] = [
     ops.router,
     admin.router,
     history.router,
+    me.router,
+    teacher.router,
+    teacher.page,  # /teacher: the teacher's page (static files, not in the API schema)
 ]

@@ -1,0 +1,187 @@
+"""Daily budgets a student can see: prompts and reply tokens per day, and what is left.
+
+    >>> budgets = Budgets(Budget(prompts=2), clock=lambda: 1_800_000_000.0)
+    >>> budgets.check("ada"); budgets.count_prompt("ada")
+    >>> budgets.left("ada")["text"]
+    '1 of 2 prompts left today'
+    >>> budgets.count_prompt("ada")
+    >>> try:
+    ...     budgets.check("ada")
+    ... except ApiError as refused:
+    ...     print(refused.code.value, refused.status, refused.retry_after > 0)
+    budget_exhausted 429 True
+
+A day runs from midnight to midnight in the server's local time zone; at midnight every count
+starts again from zero. A prompt counts when the queue accepts it (whatever happens to it
+after); tokens are the reply's tokens, counted when it ends — a reply in flight may take a
+student a little past the token budget, never the next request. 0 means unlimited.
+
+The counts live in memory and are rebuilt from the history at start (`load`), so with a
+history file they survive a restart; with `TLC_HISTORY_PATH=""` they last one run.
+A teacher's changes to the budgets themselves last until the server stops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..protocol import ErrorCode
+from .api_error import ApiError
+
+__all__ = ["Budget", "Budgets", "Usage", "day_bounds"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    prompts: int = 0  #: prompts per day; 0 = unlimited
+    tokens: int = 0  #: reply tokens per day; 0 = unlimited
+
+
+@dataclass(slots=True)
+class Usage:
+    prompts: int = 0  #: accepted requests today
+    tokens: int = 0  #: reply tokens of today's finished requests
+    errors: int = 0  #: today's requests that ended in an error
+    role: str | None = None  #: the role of the last request (None: rebuilt from the history)
+
+
+def day_bounds(now: float) -> tuple[float, float]:
+    """The local day around `now`: (its midnight, the next midnight), as Unix times.
+
+    >>> start, end = day_bounds(1_800_000_000.0)
+    >>> start <= 1_800_000_000.0 < end and 23 * 3600 <= end - start <= 25 * 3600
+    True
+    """
+    day = datetime.fromtimestamp(now).date()
+    start = datetime.combine(day, datetime.min.time()).timestamp()  # naive: local time
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time()).timestamp()
+    return start, end
+
+
+class Budgets:
+    """The class's budget, each student's own (if a teacher set one) and today's usage."""
+
+    def __init__(self, default: Budget, clock: Callable[[], float] = time.time) -> None:
+        self.default = default
+        self.overrides: dict[str, Budget] = {}  #: per student, set by a teacher
+        self._clock = clock
+        self._start, self._end = day_bounds(clock())
+        self._usage: dict[str, Usage] = {}
+
+    # ------------------------------------------------------------------ the day
+
+    def _roll(self) -> None:
+        """At midnight, start every count again."""
+        now = self._clock()
+        if now >= self._end:
+            self._start, self._end = day_bounds(now)
+            self._usage.clear()
+
+    @property
+    def day_start(self) -> float:
+        self._roll()
+        return self._start
+
+    @property
+    def resets_at(self) -> float:
+        self._roll()
+        return self._end
+
+    # ------------------------------------------------------------------ counting
+
+    def usage(self, user: str) -> Usage:
+        self._roll()
+        return self._usage.get(user, Usage())
+
+    def everyone(self) -> dict[str, Usage]:
+        self._roll()
+        return dict(self._usage)
+
+    def load(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Today's counts, rebuilt from the history (`History.usage_since(day_start)`)."""
+        for row in rows:
+            self._usage[row["user"]] = Usage(row["prompts"], row["tokens"] or 0, row["errors"])
+
+    def count_prompt(self, user: str, role: str | None = None) -> None:
+        self._roll()
+        usage = self._usage.setdefault(user, Usage())
+        usage.prompts += 1
+        usage.role = role or usage.role
+
+    def count_end(self, user: str, tokens: int, error: bool) -> None:
+        self._roll()
+        usage = self._usage.setdefault(user, Usage())
+        usage.tokens += tokens
+        usage.errors += error
+
+    # ------------------------------------------------------------------ limits
+
+    def of(self, user: str) -> Budget:
+        return self.overrides.get(user, self.default)
+
+    def set(self, user: str | None, budget: Budget | None) -> None:
+        """The class's budget (`user` None), or one student's (`budget` None: the class's)."""
+        if user is None:
+            self.default = budget or Budget()
+        elif budget is None:
+            self.overrides.pop(user, None)
+        else:
+            self.overrides[user] = budget
+
+    def check(self, user: str) -> None:
+        """Raise `budget_exhausted` (429, Retry-After = seconds to the reset) if none is left."""
+        budget, used = self.of(user), self.usage(user)
+        spent = [
+            f"your {limit} {unit}"
+            for limit, count, unit in (
+                (budget.prompts, used.prompts, "prompts"),
+                (budget.tokens, used.tokens, "reply tokens"),
+            )
+            if limit and count >= limit
+        ]
+        if spent:
+            wait = max(1, math.ceil(self.resets_at - self._clock()))
+            at = datetime.fromtimestamp(self.resets_at).strftime("%H:%M")
+            raise ApiError(
+                ErrorCode.BUDGET_EXHAUSTED,
+                f"You have used {' and '.join(spent)} for today; you can chat again at {at} "
+                f"(in {_duration(wait)}). Your teacher can give you more.",
+                retry_after=wait,
+            )
+
+    def left(self, user: str) -> dict[str, Any]:
+        """What `/api/me` shows: limits, usage, what is left, the reset, and one sentence."""
+        budget, used = self.of(user), self.usage(user)
+        left = {
+            "prompts": max(0, budget.prompts - used.prompts) if budget.prompts else None,
+            "tokens": max(0, budget.tokens - used.tokens) if budget.tokens else None,
+        }
+        parts = [
+            f"{left[key]} of {limit} {unit} left today"
+            for key, limit, unit in (
+                ("prompts", budget.prompts, "prompts"),
+                ("tokens", budget.tokens, "reply tokens"),
+            )
+            if limit
+        ]
+        return {
+            "limit": asdict(budget),
+            "used": asdict(used),
+            "left": left,
+            "resets_at": self.resets_at,
+            "text": "; ".join(parts) if parts else "no daily limit",
+        }
+
+
+def _duration(seconds: int) -> str:
+    """
+    >>> _duration(5400)
+    '1 h 30 min'
+    """
+    hours, minutes = divmod(math.ceil(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

@@ -206,14 +206,8 @@ class QueueService:
         messages = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
         given = {"temperature": body.temperature, "max_tokens": body.max_tokens}
         params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-        record = Record.new(
-            user=user,
-            model=model,
-            messages=messages,
-            params=params,
-            priority=body.priority,
-            call=call,
-        )
+        what = {"model": model, "messages": messages, "params": params, "call": call}
+        record = Record.new(user=user, priority=body.priority, **what)
         record.on_change = self.classroom.accepted(record, role, self._on_record_change)
         self.store.add(record)
         # Without keys every caller is the local admin, yet the users are a class: cap them

@@ -10,15 +10,19 @@ The hierarchy:
     TLCError                    .code  .message  .retry_after
     ├── ServerUnavailable       the queue server itself cannot be reached
     ├── QueueFull               queue_full
-    ├── TooManyRequests         too_many_requests, rate_limited
+    ├── TooManyRequests         too_many_requests, rate_limited, budget_exhausted,
+    │                           too_many_streams
+    ├── ClassPaused             class_paused (the teacher's message says until when)
     ├── AccessDenied            unauthorized, forbidden (keys and roles)
     ├── InvalidRequest          invalid_request, prompt_too_long, max_tokens_too_large,
-    │                           payload_too_large
+    │                           payload_too_large, upstream_rejected
     ├── ModelNotFound           model_not_found
-    ├── NotFound                not_found
-    ├── UpstreamUnavailable     upstream_unavailable, model_not_loaded, draining
+    ├── NotFound                not_found, unsupported_endpoint
+    ├── UpstreamUnavailable     upstream_unavailable, model_not_loaded, draining,
+    │                           shutting_down, model_load_failed, hub_unavailable
     ├── RequestFailed           queue_timeout, upstream_timeout, upstream_error,
-    │                           internal_error, and any code this client does not know
+    │                           model_load_timeout, internal_error, and any code this
+    │                           client does not know
     └── RequestCancelled        the request ended with a `cancelled` event
 
 The same code gives the same class whether the server refused the request at the door
@@ -35,6 +39,7 @@ from .protocol import ErrorCode
 
 __all__ = [
     "AccessDenied",
+    "ClassPaused",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
@@ -81,6 +86,10 @@ class TooManyRequests(TLCError):
     """This user already has the most waiting requests allowed; wait for one to finish."""
 
 
+class ClassPaused(TLCError):
+    """The teacher paused the chat (for a quiz, say); the message is the teacher's own."""
+
+
 class InvalidRequest(TLCError):
     """The request itself is wrong (a bad field, too long, too large); the message says which."""
 
@@ -120,6 +129,15 @@ CODES: dict[str, type[TLCError]] = {
     ErrorCode.QUEUE_FULL: QueueFull,
     ErrorCode.TOO_MANY_REQUESTS: TooManyRequests,
     ErrorCode.RATE_LIMITED: TooManyRequests,
+    ErrorCode.BUDGET_EXHAUSTED: TooManyRequests,
+    ErrorCode.TOO_MANY_STREAMS: TooManyRequests,
+    ErrorCode.CLASS_PAUSED: ClassPaused,
+    ErrorCode.UPSTREAM_REJECTED: InvalidRequest,
+    ErrorCode.UNSUPPORTED_ENDPOINT: NotFound,
+    ErrorCode.SHUTTING_DOWN: UpstreamUnavailable,
+    ErrorCode.MODEL_LOAD_FAILED: UpstreamUnavailable,
+    ErrorCode.HUB_UNAVAILABLE: UpstreamUnavailable,
+    ErrorCode.MODEL_LOAD_TIMEOUT: RequestFailed,
     ErrorCode.UNAUTHORIZED: AccessDenied,
     ErrorCode.FORBIDDEN: AccessDenied,
     ErrorCode.DRAINING: UpstreamUnavailable,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ..errors import (
     AccessDenied,
+    ClassPaused,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -41,6 +42,7 @@ from .queue_client import DEFAULT_URL, QueueClient
 __all__ = [
     "DEFAULT_URL",
     "AccessDenied",
+    "ClassPaused",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",

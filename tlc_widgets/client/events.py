@@ -3,8 +3,8 @@ across broken connections with `Last-Event-ID`.
 
     >>> from tlc_widgets.sse import decode_text
     >>> sse = decode_text('event: delta\\ndata: {"content": "Hi"}\\nid: 4\\n\\n')[0]
-    >>> to_event(sse)
-    Delta(content='Hi', reasoning=None)
+    >>> to_event(sse).content
+    'Hi'
     >>> to_event(decode_text('event: delta\\ndata: {"content": \\n\\n')[0])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...

@@ -313,3 +313,32 @@ def test_live_reply_render_cost_per_flush(chromium: str, tmp_path: Path) -> None
         f"last 50 (~{late[-1]['chars']:,} chars) median {median(late):.3f} ms; "
         f"max {max(f['ms'] for f in times):.2f} ms"
     )
+
+
+def test_the_panel_shows_a_model_loading(chromium: str, tmp_path: Path) -> None:
+    """The first prompt of the morning finds the model unloaded: the panel says so, with
+    the load's progress, then streams the reply once it is loaded."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    loading = f"""() => {{
+        const el = document.querySelector({STATUS!r});
+        return el && el.innerText.startsWith('Loading ') && el.innerText.includes('%');
+    }}"""
+    with practice_server(loaded_at_start=[], default_load_time_s=8, tokens_per_second=30) as up:
+        with queue_server(up.url + "/v1") as queue:
+            with JupyterLab(root, env={"TLC_SERVER_URL": queue.url}) as lab:
+                with chromium_page(chromium) as page:
+                    open_notebook(page, lab.url, NOTEBOOK.name)
+                    run_all_cells(page)
+                    page.wait_for_function(loading, timeout=60_000)
+                    chat = page.locator(".tlc-chat")
+                    chat.scroll_into_view_if_needed()
+                    chat.screenshot(path=str(ARTIFACTS / "lab-chat-loading-light.png"))
+                    page.wait_for_function(
+                        f"() => document.querySelector({STATUS!r}).innerText.startsWith('done')",
+                        timeout=120_000,
+                    )
+            loads = httpx.get(up.url + "/practice/models").json()
+    assert sum(model["loads"] for model in loads.values()) >= 1

@@ -237,6 +237,12 @@ class QueueClient:
         """One past request: its messages, the reply (so far), timings and outcome."""
         return cast(dict[str, Any], await self._call("GET", f"/api/history/{request_id}"))
 
+    async def me(self, model: str | None = None) -> dict[str, Any]:
+        """Who the server takes you for, your budget today, the class's mode and the
+        teacher's instructions (for `model`), and who can read your conversations."""
+        params = {"model": model} if model else {}
+        return cast(dict[str, Any], await self._call("GET", "/api/me", params=params))
+
     async def health(self) -> dict[str, Any]:
         """`/healthz`: the server is up; the body says which upstreams answer."""
         return cast(dict[str, Any], await self._call("GET", "/healthz"))

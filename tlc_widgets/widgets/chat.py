@@ -33,6 +33,7 @@ from ..client import (
 )
 from ..protocol import Delta, Event, Queued
 from . import inflight
+from .class_notice import ClassNotice, ClassWatch
 from .conversation import Conversation
 from .loop import Tasks, on_loop, owner_loop
 from .prompt import PromptBox
@@ -72,7 +73,10 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self.export_md_button = self.toolbar.export_md_button
         self.export_json_button = self.toolbar.export_json_button
         self.downloads = self.toolbar.downloads
-        parts = [self.settings, self.transcript, self.status_line, self.prompt, self.toolbar]
+        self.notice = ClassNotice()  # budget, a pause, the teacher's instructions (/api/me)
+        self.class_watch = ClassWatch(self.client, self.notice, lambda: self.settings.model)
+        parts = [self.settings, self.transcript, self.status_line, self.notice, self.prompt]
+        parts.append(self.toolbar)
         super().__init__(parts)
         self.add_class("tlc-chat")
         self._conversation = Conversation()
@@ -83,9 +87,9 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
         self._show(Progress(Phase.IDLE, "connecting to the queue server…"))
         #: Reads the model list; retries (every `watch.retry_s`) while the server is away.
         self.watch = ServerWatch(self.load_models, self.status_line, self._busy)
-        self._models_task: asyncio.Task[None] | None = None
-        if self._loop is not None:
-            self._models_task = self._spawn(self.watch.until_loaded())
+        # The model list (until loaded) and the class's notice (as long as the panel lives).
+        watchers = (self.watch.until_loaded, self.class_watch.follow)
+        self._watchers = [self._spawn(w()) for w in watchers] if self._loop else []
 
     # ------------------------------------------------------------------ Python API
 
@@ -176,8 +180,8 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
 
     def _shut_down(self) -> None:
         self.stop()
-        if self._models_task is not None:
-            self._models_task.cancel()
+        for task in self._watchers:
+            task.cancel()
         if self._owns_client and (self._loop or owner_loop()) is not None:
             self._spawn(self._close_client())
 
@@ -245,6 +249,7 @@ class ChatPanel(widgets.VBox):  # type: ignore[misc]
                 inflight.untrack(mine)  # it ended on the server (or follow() cancelled it)
             if self._current is me:
                 self._set_busy(False)
+            self._spawn(self.class_watch.refresh())  # the budget moved (or a pause said no)
             reply, thought = "".join(content), "".join(reasoning)
             if chat is self._conversation:  # not after New chat: that transcript is gone
                 if reply or thought:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ..errors import TLCError
-from ..protocol import Cancelled, Delta, Done, ErrorEvent, Event, Queued, Started
+from ..protocol import Cancelled, Delta, Done, ErrorEvent, Event, Loading, Queued, Started
 
 __all__ = [
     "Phase",
@@ -28,6 +28,7 @@ __all__ = [
     "cancelled_text",
     "done_text",
     "generating_text",
+    "loading_text",
     "queued_text",
     "seconds",
     "status_html",
@@ -92,6 +93,18 @@ def queued_text(queued: Queued) -> str:
         # Whole seconds: an estimate shown to a tenth of a second would promise too much.
         eta = queued.eta_s
         text += f" · ETA ~{max(1, round(eta))} s" if eta < 60 else f" · ETA ~{seconds(eta)}"
+    return text
+
+
+def loading_text(loading: Loading) -> str:
+    """`Loading qwen3-8b… 45 %`: the model is being loaded once, for everyone who waits.
+
+    >>> loading_text(Loading(model="qwen3-8b", progress=0.45, load_time_s=38.0))
+    'Loading qwen3-8b… 45 % (a load takes about 38 s)'
+    """
+    text = f"Loading {loading.model}… {loading.percent} %"
+    if loading.load_time_s:
+        text += f" (a load takes about {seconds(loading.load_time_s)})"
     return text
 
 
@@ -203,6 +216,8 @@ class StatusTracker:
             if self._first_position is None:
                 self._first_position = event.position
             return Progress(Phase.QUEUED, queued_text(event), self._fraction(event.position))
+        if isinstance(event, Loading):
+            return Progress(Phase.QUEUED, loading_text(event), event.progress)
         if isinstance(event, Started):
             self._started_at, self._waited_s = now, event.waited_s
             return Progress(Phase.GENERATING, "generating…")
@@ -218,7 +233,7 @@ class StatusTracker:
         if isinstance(event, ErrorEvent):
             return Progress(Phase.ERROR, event.message)
         assert isinstance(event, Cancelled)
-        return Progress(Phase.STOPPED, cancelled_text(event.by))
+        return Progress(Phase.STOPPED, event.message or cancelled_text(event.by))
 
     def _fraction(self, position: int) -> float | None:
         """How far along the line we are since we joined it; None (indeterminate) at the front."""

@@ -35,7 +35,9 @@ async def queue_snapshot(service: Service) -> QueueSnapshot:
 async def queue_events(service: Service, caller: Caller) -> Response:
     """The `/api/queue` snapshot as a live SSE stream (`event: queue`), for monitors."""
     interval = service.settings.position_interval_s or 0.25
-    close = open_stream(service, caller.user or "anonymous")  # counts against the user's cap
+    if caller.user is None:  # no keys: no one to count against (connection caps still hold)
+        return sse_response(snapshot_frames(service, interval))
+    close = open_stream(service, caller.user)  # counts against the user's cap
     return sse_response(snapshot_frames(service, interval), close)
 
 

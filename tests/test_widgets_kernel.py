@@ -543,3 +543,20 @@ def test_chat_magic_returns_at_once_and_streams_into_its_output(
     kernel.run("pass")  # collect the last updates
     assert reply and reply in texts()
     assert any(t.startswith("done · ") for t in texts())
+
+
+def test_the_panel_shows_the_budget_and_a_class_pause_at_once(kernel: Kernel) -> None:
+    """A real panel in a real kernel: the budget left, then a teacher's pause with its
+    message arriving without a send (the class rules apply to everyone without keys)."""
+    with practice_server() as practice:
+        with queue_server(practice.url + "/v1", budget_prompts_per_day=5) as queue:
+            kernel.run(f"p9 = ChatPanel(url={queue.url!r})")
+            shown = kernel.poll("p9.notice.value", lambda v: "prompts left today" in v, "budget")
+            assert "5 of 5 prompts left today" in shown
+            r = httpx.post(f"{queue.url}/api/class/pause", json={"message": "Quiz until 10:30"})
+            assert r.status_code == 200, r.text
+            paused = kernel.poll("p9.notice.value", lambda v: "Quiz until 10:30" in v, "pause")
+            assert "tlc-notice-paused" in paused
+            httpx.post(f"{queue.url}/api/class/resume")
+            kernel.poll("p9.notice.value", lambda v: "Quiz" not in v, "the class reopened")
+            kernel.run("p9.close()")

@@ -35,7 +35,7 @@ queue's keys stay on one node and its Lua can touch them all.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -104,12 +104,11 @@ class RedisQueue:
                 await self.client.delete(*keys)
 
 
-def _entries(flat: Sequence[bytes]) -> list[Entry]:
-    """Entries from the scripts' flat replies: id, JSON fields, arrival number, repeated."""
+def _entries(reply: bytes) -> list[Entry]:
+    """Entries from a script's reply: a JSON list of [id, fields, arrival number]."""
     out = []
-    for i in range(0, len(flat), 3):
-        fields = json.loads(flat[i + 1])
-        entry = Entry(flat[i].decode(), fields["u"], fields["m"], fields["p"], fields["c"])
-        entry.seq = int(flat[i + 2])
+    for request_id, fields, seq in json.loads(reply):
+        entry = Entry(request_id, fields["u"], fields["m"], fields["p"], fields["c"])
+        entry.seq = seq
         out.append(entry)
     return out

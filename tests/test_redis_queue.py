@@ -21,8 +21,16 @@ from redis.asyncio import Redis
 
 from tests.redis_fixture import RedisServer, find_redis_server, redis_server  # noqa: F401
 from tlc_widgets.server.scheduler import Entry
-from tlc_widgets.server.store import EmbeddedQueue, FairQueue, StoreUnavailable
+from tlc_widgets.server.store import (
+    EmbeddedQueue,
+    EmbeddedSlots,
+    FairQueue,
+    Lease,
+    SlotLeases,
+    StoreUnavailable,
+)
 from tlc_widgets.server.store.redis_queue import RedisQueue, connect
+from tlc_widgets.server.store.redis_slots import RedisSlots
 
 USERS, MODELS = "abcd", ["m", "n"]
 
@@ -70,6 +78,44 @@ async def play(queue: FairQueue, plan: list[tuple[Any, ...]]) -> list[Any]:
     return answers
 
 
+POOLS = {"m": [("A|m", 2), ("B|m", 1)], "n": [("A|n", 1)]}
+start = st.tuples(
+    st.just("start"),
+    st.one_of(st.none(), st.dictionaries(st.sampled_from(USERS), st.integers(0, 2), min_size=1)),
+    st.booleans(),
+)
+release = st.tuples(st.just("release"), st.integers(0, 20))
+starts = st.lists(
+    st.tuples(push, st.lists(st.one_of(start, start, release, remove), max_size=2)),
+    min_size=1,
+    max_size=30,
+).map(lambda rounds: [step for p, rest in rounds for step in (p, *rest)])
+
+
+async def play_starts(
+    queue: FairQueue, slots: SlotLeases, plan: list[tuple[Any, ...]]
+) -> list[Any]:
+    """Every answer to `plan` when requests start with a lease (pop and lease in one step)."""
+    answers: list[Any] = []
+    leases: list[Lease] = []
+    for i, step in enumerate(plan):
+        if step[0] == "push":
+            await queue.push(Entry(f"r{i}", step[1], step[2], step[3], step[4]))
+        elif step[0] == "remove":
+            answers.append(await queue.remove(f"r{step[1]}"))
+        elif step[0] == "release":
+            if leases:
+                lease = leases.pop(step[1] % len(leases))
+                answers.append((lease.pool, await slots.release(lease)))
+        else:
+            got = await queue.pop_and_lease(slots, POOLS, step[1], step[2])
+            answers.append(None if got is None else (got[0].id, got[1].pool))
+            if got is not None:
+                leases.append(got[1])
+        answers.append([await slots.busy(pool) for pool in ("A|m", "B|m", "A|n")])
+    return answers
+
+
 @pytest.fixture(scope="module")
 def portal() -> Iterator[BlockingPortal]:
     with start_blocking_portal("asyncio") as p:
@@ -91,6 +137,20 @@ def test_redis_makes_the_embedded_schedulers_every_decision(
     embedded = portal.call(play, EmbeddedQueue(), plan)
     shared = portal.call(play, RedisQueue(client, name=uuid.uuid4().hex), plan)
     assert shared == embedded
+
+
+@settings(deadline=None, max_examples=150)
+@given(plan=starts)
+def test_pop_and_lease_decides_as_the_embedded_store_and_never_overfills(
+    portal: BlockingPortal, client: Redis, plan: list[tuple[Any, ...]]
+) -> None:
+    embedded = portal.call(play_starts, EmbeddedQueue(), EmbeddedSlots(ttl_s=600), plan)
+    name = uuid.uuid4().hex
+    slots = RedisSlots(client, name=name, ttl_s=600)
+    shared = portal.call(play_starts, RedisQueue(client, name=name), slots, plan)
+    assert shared == embedded
+    for busy in (a for a in shared if isinstance(a, list) and len(a) == 3):
+        assert busy[0] <= 2 and busy[1] <= 1 and busy[2] <= 1
 
 
 def test_a_request_cannot_be_pushed_twice(portal: BlockingPortal, client: Redis) -> None:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +39,18 @@ class FairQueue(Protocol):
     ) -> Entry | None:
         """The next request to start among those whose model is in `eligible` (models with
         a free slot; None: every model), with per-user caps checked against `running`."""
+        ...
+
+    async def pop_and_lease(
+        self,
+        slots: SlotLeases,
+        pools: Mapping[str, Sequence[tuple[str, int]]],
+        running: Mapping[str, int] | None = None,
+        strict: bool = False,
+    ) -> tuple[Entry, Lease] | None:
+        """Start the next request as one step: `pools` gives each model's pools as
+        (pool, capacity); a model is eligible when one has a free place, and the request
+        gets a lease on the least busy of them."""
         ...
 
     async def order(self, model: str | None = None) -> list[Entry]:

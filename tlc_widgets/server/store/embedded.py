@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from ..scheduler import Entry, FairScheduler
-from .base import Lease
+from .base import Lease, SlotLeases
 
 __all__ = ["EmbeddedQueue", "EmbeddedSlots"]
 
@@ -53,6 +53,29 @@ class EmbeddedQueue:
             (lambda model: True) if eligible is None else eligible.__contains__
         )
         return self.scheduler.pop_next(accepts, None if running is None else running.get, strict)
+
+    async def pop_and_lease(
+        self,
+        slots: SlotLeases,
+        pools: Mapping[str, Sequence[tuple[str, int]]],
+        running: Mapping[str, int] | None = None,
+        strict: bool = False,
+    ) -> tuple[Entry, Lease] | None:
+        """`pop_next` among models with a free pool, and a lease on the least busy one.
+        Atomic here because nothing in between awaits anything that suspends."""
+        free: dict[str, tuple[str, int]] = {}
+        for model, choices in pools.items():
+            least: int | None = None
+            for pool, capacity in choices:
+                busy = await slots.busy(pool)
+                if busy < capacity and (least is None or busy < least):
+                    free[model], least = (pool, capacity), busy
+        entry = await self.pop_next(free, running, strict)
+        if entry is None:
+            return None
+        lease = await slots.acquire(*free[entry.model])
+        assert lease is not None  # it was free a moment ago, and nothing ran in between
+        return entry, lease
 
     async def order(self, model: str | None = None) -> list[Entry]:
         return [e for e in self.scheduler.order() if model is None or e.model == model]

@@ -35,13 +35,15 @@ queue's keys stay on one node and its Lua can touch them all.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
 from ..scheduler import FORGET_EVERY, Entry
+from .base import Lease, SlotLeases
 from .redis_conn import connect, guard, script_text
+from .redis_slots import RedisSlots
 
 __all__ = ["RedisQueue", "connect"]
 
@@ -80,6 +82,30 @@ class RedisQueue:
         row = await self._run("pop", models, counts, "1" if strict else "0")
         return None if row is None else _entries(row)[0]
 
+    async def pop_and_lease(
+        self,
+        slots: SlotLeases,
+        pools: Mapping[str, Sequence[tuple[str, int]]],
+        running: Mapping[str, int] | None = None,
+        strict: bool = False,
+    ) -> tuple[Entry, Lease] | None:
+        """`pop_next` and a lease on the least busy free pool of its model, in one round
+        trip: no other replica can take that place in between. `slots` must be the
+        `RedisSlots` of the same name (its lease time and replica name are used)."""
+        if not isinstance(slots, RedisSlots) or slots.prefix != self.prefix + "lease:":
+            raise TypeError("pop_and_lease needs the RedisSlots of this queue's name")
+        lease_id = slots.new_id()
+        counts = "" if running is None else json.dumps({u: n for u, n in running.items() if n})
+        ttl_ms = str(max(1, round(slots.ttl_s * 1000)))
+        wanted = json.dumps({m: [list(c) for c in choices] for m, choices in pools.items()})
+        reply = await self._run(
+            "pop_and_lease", wanted, counts, "1" if strict else "0", ttl_ms, lease_id
+        )
+        if reply is None:
+            return None
+        rows, pool = json.loads(reply)
+        return _entry(rows[0]), Lease(pool, lease_id, slots.ttl_s)
+
     async def order(self, model: str | None = None) -> list[Entry]:
         return _entries(await self._run("order", model or ""))
 
@@ -104,11 +130,13 @@ class RedisQueue:
                 await self.client.delete(*keys)
 
 
+def _entry(row: list[Any]) -> Entry:
+    request_id, fields, seq = row
+    entry = Entry(request_id, fields["u"], fields["m"], fields["p"], fields["c"])
+    entry.seq = seq
+    return entry
+
+
 def _entries(reply: bytes) -> list[Entry]:
     """Entries from a script's reply: a JSON list of [id, fields, arrival number]."""
-    out = []
-    for request_id, fields, seq in json.loads(reply):
-        entry = Entry(request_id, fields["u"], fields["m"], fields["p"], fields["c"])
-        entry.seq = seq
-        out.append(entry)
-    return out
+    return [_entry(row) for row in json.loads(reply)]

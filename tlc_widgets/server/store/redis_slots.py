@@ -52,8 +52,11 @@ class RedisSlots:
     def _ttl_ms(self, lease_ttl_s: float) -> int:
         return max(1, round(lease_ttl_s * 1000))
 
+    def new_id(self) -> str:
+        return f"{self.replica}-{uuid.uuid4().hex[:12]}"
+
     async def acquire(self, pool: str, capacity: int) -> Lease | None:
-        lease = Lease(pool, f"{self.replica}-{uuid.uuid4().hex[:12]}", self.ttl_s)
+        lease = Lease(pool, self.new_id(), self.ttl_s)
         taken = await self._run(pool, "acquire", capacity, self._ttl_ms(self.ttl_s), lease.id)
         return lease if taken else None
 

@@ -152,6 +152,33 @@ local function order(model)
   return '[' .. table.concat(out, ',') .. ']'
 end
 
+-- Pop and lease in one step: ARGV pools as {model: [[pool, capacity], ...]}. A model is
+-- eligible when one of its pools has a free place (leases that ran out do not count); the
+-- request started gets a lease on the least busy such pool, as Catalog.free_pool chooses.
+local function pop_and_lease(pools, running, strict, ttl, lease_id)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local eligible = {}
+  for model, choices in pairs(pools) do
+    local best, least = nil, nil
+    for _, choice in ipairs(choices) do
+      local key = P .. 'lease:' .. choice[1]
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+      local busy = redis.call('ZCARD', key)
+      if busy < choice[2] and (least == nil or busy < least) then best, least = key, busy end
+    end
+    eligible[model] = best
+  end
+  local got = nil
+  if running ~= nil then got = pop(eligible, running, true) end
+  if got == nil and not (running ~= nil and strict) then got = pop(eligible, {}, false) end
+  if got == nil then return nil end
+  local key = eligible[cjson.decode(got)[1][2].m]
+  redis.call('ZADD', key, fmt(now + ttl), lease_id)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  return '[' .. got .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ']'
+end
+
 local op = ARGV[1]
 if op == 'push' then return push(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end
 if op == 'remove' then return remove(ARGV[3]) end
@@ -169,5 +196,10 @@ if op == 'pop' then
     if got or ARGV[5] == '1' then return got end
   end
   return pop(eligible, {}, false)
+end
+if op == 'pop_and_lease' then
+  local running = nil
+  if ARGV[4] ~= '' then running = cjson.decode(ARGV[4]) end
+  return pop_and_lease(cjson.decode(ARGV[3]), running, ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
 end
 return redis.error_reply('unknown step ' .. tostring(op))

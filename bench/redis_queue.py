@@ -32,7 +32,14 @@ from tlc_widgets.server.store.redis_slots import RedisSlots
 
 __all__ = ["main"]
 
-STEPS = ["push", "order (all)", "order (one model)", "pop_next", "lease + release"]
+STEPS = [
+    "push",
+    "order (all)",
+    "order (one model)",
+    "pop_next",
+    "lease + release",
+    "pop_and_lease + release",
+]
 
 
 async def timed(samples: list[float], step: Callable[[], Awaitable[Any]]) -> Any:
@@ -67,6 +74,17 @@ async def run(
             await slots.release(lease)
 
         await timed(t["lease + release"], lease_and_release)
+    for i in range(leases):
+        await queue.push(Entry(f"s{i}", f"user{i % users}", "m"))
+    pools = {"m": [("box|m", 4), ("other|m", 4)]}
+    for _ in range(leases):
+
+        async def start_and_release() -> None:
+            got = await queue.pop_and_lease(slots, pools)
+            assert got is not None
+            await slots.release(got[1])
+
+        await timed(t["pop_and_lease + release"], start_and_release)
     return t
 
 

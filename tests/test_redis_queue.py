@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import given, settings
@@ -182,6 +183,44 @@ async def test_replicas_popping_at_once_start_every_request_exactly_once(
             tg.start_soon(replica)
     assert sorted(started) == sorted(f"r{i}" for i in range(n))
     assert await setup.size() == 0
+    await setup.client.aclose()
+
+
+@pytest.mark.anyio
+async def test_replicas_starting_at_once_never_exceed_capacity(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Six replicas pop-and-lease 200 requests against one pool of 4 places: each request
+    starts once, and no more than 4 ever hold a place, counted by Redis and by the tasks."""
+    name, n, capacity = uuid.uuid4().hex, 200, 4
+    setup = RedisQueue(connect(redis_server.url), name)
+    for i in range(n):
+        await setup.push(Entry(f"r{i}", f"user{i % 9}", "m"))
+    started: list[str] = []
+    holding, most = 0, 0
+
+    async def replica(k: int) -> None:
+        nonlocal holding, most
+        client = connect(redis_server.url)
+        queue, slots = RedisQueue(client, name), RedisSlots(client, name, 30, f"replica{k}")
+        while await queue.size():
+            got = await queue.pop_and_lease(slots, {"m": [("box|m", capacity)]})
+            if got is None:
+                await anyio.lowlevel.checkpoint()  # all places held: let a holder finish
+                continue
+            holding += 1
+            most = max(most, holding, await slots.busy("box|m"))
+            started.append(got[0].id)
+            await anyio.lowlevel.checkpoint()
+            holding -= 1
+            assert await slots.release(got[1])
+        await client.aclose()
+
+    async with anyio.create_task_group() as tg:
+        for k in range(6):
+            tg.start_soon(replica, k)
+    assert sorted(started) == sorted(f"r{i}" for i in range(n))
+    assert 0 < most <= capacity
     await setup.client.aclose()
 
 

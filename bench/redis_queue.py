@@ -24,7 +24,26 @@ from typing import Any
 
 import anyio
 
-from bench.common import Result, base_parser, machine, machine_lines, save_json, summary, table
+try:  # main splits bench/common.py into harness.py + servers.py; either side of that merge
+    from bench.harness import (  # type: ignore[import-not-found, unused-ignore]
+        Result,
+        base_parser,
+        machine,
+        machine_lines,
+        save_json,
+        summary,
+        table,
+    )
+except ImportError:
+    from bench.common import (  # type: ignore[no-redef, unused-ignore]
+        Result,
+        base_parser,
+        machine,
+        machine_lines,
+        save_json,
+        summary,
+        table,
+    )
 from tlc_widgets.server.scheduler import Entry
 from tlc_widgets.server.store import EmbeddedQueue, EmbeddedSlots, FairQueue, SlotLeases
 from tlc_widgets.server.store.redis_queue import RedisQueue, connect

@@ -22,7 +22,14 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
-from tlc_widgets.server.store import EmbeddedSlots, LeaseLost, SlotLeases, StoreUnavailable, holding
+from tlc_widgets.server.store import (
+    EmbeddedSlots,
+    LeaseLost,
+    SlotLeases,
+    StoreUnavailable,
+    holding,
+    renewing,
+)
 from tlc_widgets.server.store.redis_slots import RedisSlots, connect
 
 pytestmark = pytest.mark.anyio
@@ -94,6 +101,18 @@ async def test_a_lost_lease_cancels_the_body(make: Callable[[float], SlotLeases]
             await anyio.sleep_forever()
             reached_end = True
     assert not reached_end
+
+
+async def test_renewing_holds_a_lease_taken_by_pop_and_lease(
+    make: Callable[[float], SlotLeases],
+) -> None:
+    slots = make(0.3)
+    lease = await slots.acquire("p", 1)
+    assert lease is not None
+    async with renewing(slots, lease):
+        await anyio.sleep(1.0)  # over three lease times: only renewals keep it
+        assert await slots.acquire("p", 1) is None
+    assert await slots.busy("p") == 0
 
 
 async def test_racing_replicas_never_hold_more_than_capacity(redis_server: RedisServer) -> None:  # noqa: F811

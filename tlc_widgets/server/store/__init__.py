@@ -29,7 +29,7 @@ from __future__ import annotations
 from .base import FairQueue, Lease, SlotLeases
 from .embedded import EmbeddedQueue, EmbeddedSlots
 from .errors import LeaseLost, StoreError, StoreUnavailable
-from .leases import NoFreeSlot, holding
+from .leases import NoFreeSlot, holding, renewing
 
 __all__ = [
     "EmbeddedQueue",
@@ -42,4 +42,5 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "holding",
+    "renewing",
 ]

@@ -28,7 +28,7 @@ import anyio
 from .base import Lease, SlotLeases
 from .errors import LeaseLost, StoreUnavailable
 
-__all__ = ["NoFreeSlot", "holding"]
+__all__ = ["NoFreeSlot", "holding", "renewing"]
 
 
 class NoFreeSlot(Exception):
@@ -37,9 +37,18 @@ class NoFreeSlot(Exception):
 
 @asynccontextmanager
 async def holding(slots: SlotLeases, pool: str, capacity: int) -> AsyncIterator[Lease]:
+    """Acquire a place in `pool` (or raise `NoFreeSlot`), then hold it as `renewing` does."""
     lease = await slots.acquire(pool, capacity)
     if lease is None:
         raise NoFreeSlot(pool)
+    async with renewing(slots, lease):
+        yield lease
+
+
+@asynccontextmanager
+async def renewing(slots: SlotLeases, lease: Lease) -> AsyncIterator[Lease]:
+    """Hold a lease already taken (by `pop_and_lease`, say): renew it every third of its
+    time while the body runs, release it at the end, `LeaseLost` if a renewal finds it gone."""
     lost = False
 
     async def renew(scope: anyio.CancelScope) -> None:
@@ -68,4 +77,4 @@ async def holding(slots: SlotLeases, pool: str, capacity: int) -> AsyncIterator[
                 except StoreUnavailable:
                     pass  # the lease runs out on its own
     if lost:
-        raise LeaseLost(f"the lease on a slot of {pool} ran out before it was renewed")
+        raise LeaseLost(f"the lease on a slot of {lease.pool} ran out before it was renewed")

@@ -25,7 +25,7 @@ import pytest
 
 from tlc_widgets.serving import free_port
 
-__all__ = ["RedisServer", "redis_server"]
+__all__ = ["RedisServer", "redis_server", "require_redis_server"]
 
 
 class RedisServer:
@@ -89,13 +89,18 @@ def find_redis_server() -> str | None:
     )
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def require_redis_server() -> str:
+    """The redis-server executable; skip the test without one (fail if TLC_REQUIRE_REDIS=1)."""
     executable = find_redis_server()
     if executable is None:
         reason = "redis-server is not installed (apt-get install -y redis-server)"
         if os.environ.get("TLC_REQUIRE_REDIS") == "1":
             pytest.fail(reason + ", and TLC_REQUIRE_REDIS=1")
         pytest.skip(reason)
-    with RedisServer(executable) as server:
+    return executable
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer(require_redis_server()) as server:
         yield server

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from tests.redis_fixture import RedisServer, find_redis_server, redis_server  # noqa: F401
+from tests.redis_fixture import RedisServer, redis_server, require_redis_server  # noqa: F401
 from tlc_widgets.server.scheduler import Entry
 from tlc_widgets.server.store import (
     EmbeddedQueue,
@@ -227,10 +227,7 @@ async def test_replicas_starting_at_once_never_exceed_capacity(
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A redis-server this test may stop, freeze and restart."""
-    executable = find_redis_server()
-    if executable is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer(executable) as server:
+    with RedisServer(require_redis_server()) as server:
         yield server
 
 

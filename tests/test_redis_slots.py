@@ -21,7 +21,7 @@ import anyio.lowlevel
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
+from tests.redis_fixture import RedisServer, redis_server, require_redis_server  # noqa: F401
 from tlc_widgets.server.store import (
     EmbeddedSlots,
     LeaseLost,
@@ -187,12 +187,7 @@ async def test_a_replica_killed_with_kill_9_gives_its_places_back(
 
 
 async def test_slots_say_store_unavailable_while_redis_is_down() -> None:
-    from tests.redis_fixture import find_redis_server
-
-    executable = find_redis_server()
-    if executable is None:
-        pytest.skip("redis-server is not installed")
-    with RedisServer(executable) as server:
+    with RedisServer(require_redis_server()) as server:
         slots = RedisSlots(connect(server.url), name="down", ttl_s=5)
         lease = await slots.acquire("p", 1)
         assert lease is not None

@@ -72,7 +72,7 @@ async def test_capacity_holds_and_release_gives_the_place_back(
 
 
 async def test_a_lease_nobody_renews_runs_out(make: Callable[[float], SlotLeases]) -> None:
-    slots = make(0.2)
+    slots = make(1.0)
     lease = await slots.acquire("p", 1)
     assert lease is not None and await slots.acquire("p", 1) is None
 
@@ -85,9 +85,9 @@ async def test_a_lease_nobody_renews_runs_out(make: Callable[[float], SlotLeases
 
 
 async def test_holding_renews_while_the_body_runs(make: Callable[[float], SlotLeases]) -> None:
-    slots = make(0.3)
+    slots = make(0.6)  # renewed every 0.2 s: a loaded machine's stalls stay well inside
     async with holding(slots, "p", 1):
-        await anyio.sleep(1.0)  # over three lease times: only renewals keep it
+        await anyio.sleep(2.0)  # over three lease times: only renewals keep it
         assert await slots.busy("p") == 1 and await slots.acquire("p", 1) is None
     assert await slots.busy("p") == 0
 
@@ -106,11 +106,11 @@ async def test_a_lost_lease_cancels_the_body(make: Callable[[float], SlotLeases]
 async def test_renewing_holds_a_lease_taken_by_pop_and_lease(
     make: Callable[[float], SlotLeases],
 ) -> None:
-    slots = make(0.3)
+    slots = make(0.6)
     lease = await slots.acquire("p", 1)
     assert lease is not None
     async with renewing(slots, lease):
-        await anyio.sleep(1.0)  # over three lease times: only renewals keep it
+        await anyio.sleep(2.0)  # over three lease times: only renewals keep it
         assert await slots.acquire("p", 1) is None
     assert await slots.busy("p") == 0
 

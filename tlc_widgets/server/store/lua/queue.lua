@@ -1,0 +1,205 @@
+-- The fair queue's atomic steps: the same rule as scheduler.py (FairScheduler), in Redis.
+-- KEYS[1] is the queue's entry hash "tlc:{name}:e"; every other key shares its prefix (and so
+-- its hash tag, so a cluster keeps one queue on one node). ARGV[1] names the step,
+-- ARGV[2] is FORGET_EVERY; the rest belong to the step.
+--
+--   e          hash  id -> the entry's JSON (u user, m model, p priority, c cap), from Python
+--   s          hash  id -> arrival number (FIFO within a user, and the rank of new users)
+--   seq, n     str   arrivals so far, starts so far (the global dispatch counter)
+--   served     zset  user -> dispatch number of their last start ("least recently served")
+--   waiting    hash  user -> requests waiting (waiting_for, and who may be forgotten)
+--   classes    zset  priority -> priority, the classes with someone waiting
+--   u:<p>      zset  user -> rank in class p: last start, or (never served) arrival - 2^52
+--   q:<p>:<u>  list  that user's waiting ids in class p, oldest first
+
+local P = string.sub(KEYS[1], 1, -2)
+local FORGET_EVERY = tonumber(ARGV[2])
+local NEVER = 4503599627370496 -- 2^52: never-served users rank first, by arrival
+
+-- Lua turns numbers into strings with %.14g; counters and scores must stay exact.
+local function fmt(x) return string.format('%.0f', x) end
+
+local function qkey(p, user) return P .. 'q:' .. p .. ':' .. user end
+
+local function last_served(user)
+  local s = redis.call('ZSCORE', P .. 'served', user)
+  if s then return tonumber(s) end
+  return 0
+end
+
+-- Put `user` where they rank in class p now, or take them (and an empty class) out.
+local function rescore(p, user)
+  local head = redis.call('LINDEX', qkey(p, user), 0)
+  if not head then
+    redis.call('ZREM', P .. 'u:' .. p, user)
+    if redis.call('ZCARD', P .. 'u:' .. p) == 0 then redis.call('ZREM', P .. 'classes', p) end
+    return
+  end
+  local last = last_served(user)
+  if last == 0 then last = tonumber(redis.call('HGET', P .. 's', head)) - NEVER end
+  redis.call('ZADD', P .. 'u:' .. p, fmt(last), user)
+end
+
+local function unwait(user)
+  if redis.call('HINCRBY', P .. 'waiting', user, -1) <= 0 then
+    redis.call('HDEL', P .. 'waiting', user)
+  end
+end
+
+-- Users served more than FORGET_EVERY starts ago with nothing waiting rank as new again.
+local function forget(n)
+  local old = redis.call('ZRANGEBYSCORE', P .. 'served', '-inf', '(' .. fmt(n - FORGET_EVERY))
+  for _, user in ipairs(old) do
+    if redis.call('HEXISTS', P .. 'waiting', user) == 0 then redis.call('ZREM', P .. 'served', user) end
+  end
+end
+
+-- Replies are one JSON string, [[id, fields, arrival], ...]: one bulk string for the client
+-- to read, instead of three per entry (reading thousands of small replies is what costs).
+local function encode(id, json, seq) return '[' .. cjson.encode(id) .. ',' .. json .. ',' .. seq .. ']' end
+
+local function push(id, json, user, p)
+  if redis.call('HEXISTS', P .. 'e', id) == 1 then return 0 end
+  local seq = redis.call('INCR', P .. 'seq')
+  redis.call('HSET', P .. 'e', id, json)
+  redis.call('HSET', P .. 's', id, fmt(seq))
+  redis.call('HINCRBY', P .. 'waiting', user, 1)
+  redis.call('ZADD', P .. 'classes', p, p)
+  if redis.call('RPUSH', qkey(p, user), id) == 1 then rescore(p, user) end
+  return 1
+end
+
+local function remove(id)
+  local json = redis.call('HGET', P .. 'e', id)
+  if not json then return 0 end
+  local d = cjson.decode(json)
+  local p = fmt(d.p)
+  redis.call('LREM', qkey(p, d.u), 1, id)
+  redis.call('HDEL', P .. 'e', id)
+  redis.call('HDEL', P .. 's', id)
+  unwait(d.u)
+  rescore(p, d.u)
+  return 1
+end
+
+-- Start `head` (the oldest of `user` in class p): count the start, re-rank the user everywhere.
+local function start(p, user, head, json)
+  local seq = redis.call('HGET', P .. 's', head)
+  redis.call('LPOP', qkey(p, user))
+  redis.call('HDEL', P .. 'e', head)
+  redis.call('HDEL', P .. 's', head)
+  unwait(user)
+  local n = redis.call('INCR', P .. 'n')
+  redis.call('ZADD', P .. 'served', fmt(n), user)
+  for _, q in ipairs(redis.call('ZRANGE', P .. 'classes', 0, -1)) do
+    if q == p or redis.call('ZSCORE', P .. 'u:' .. q, user) then rescore(q, user) end
+  end
+  if n % FORGET_EVERY == 0 then forget(n) end
+  return '[' .. encode(head, json, seq) .. ']'
+end
+
+-- ARGV: eligible models ('*' for all) as one list, running counts as user/count pairs.
+local function pop(eligible, running, use_caps)
+  for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
+    local from = 0
+    while true do
+      local users = redis.call('ZRANGE', P .. 'u:' .. p, from, from + 63)
+      if #users == 0 then break end
+      for _, user in ipairs(users) do
+        local head = redis.call('LINDEX', qkey(p, user), 0)
+        local json = redis.call('HGET', P .. 'e', head)
+        local d = cjson.decode(json)
+        local held = use_caps and d.c > 0 and d.c <= (running[user] or 0)
+        if not held and (eligible == nil or eligible[d.m]) then return start(p, user, head, json) end
+      end
+      from = from + 64
+    end
+  end
+  return nil
+end
+
+-- Every waiting entry in the order pop would start them with every model free: per class,
+-- users by (last start, oldest arrival), then round robin, each start moving a user last.
+local function order(model)
+  local out, sim, tick = {}, {}, tonumber(redis.call('GET', P .. 'n') or '0')
+  for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
+    local rows = {}
+    for _, user in ipairs(redis.call('ZRANGE', P .. 'u:' .. p, 0, -1)) do
+      local ids = redis.call('LRANGE', qkey(p, user), 0, -1)
+      local last = sim[user] or last_served(user)
+      rows[#rows + 1] = {user, ids, last, tonumber(redis.call('HGET', P .. 's', ids[1]))}
+    end
+    table.sort(rows, function(a, b)
+      if a[3] ~= b[3] then return a[3] < b[3] end
+      return a[4] < b[4]
+    end)
+    local k = 1
+    while #rows > 0 do
+      local still = {}
+      for _, row in ipairs(rows) do
+        local id = row[2][k]
+        local json = redis.call('HGET', P .. 'e', id)
+        if model == nil or cjson.decode(json).m == model then
+          out[#out + 1] = encode(id, json, redis.call('HGET', P .. 's', id))
+        end
+        tick = tick + 1
+        sim[row[1]] = tick
+        if row[2][k + 1] then still[#still + 1] = row end
+      end
+      rows, k = still, k + 1
+    end
+  end
+  return '[' .. table.concat(out, ',') .. ']'
+end
+
+-- Pop and lease in one step: ARGV pools as {model: [[pool, capacity], ...]}. A model is
+-- eligible when one of its pools has a free place (leases that ran out do not count); the
+-- request started gets a lease on the least busy such pool, as Catalog.free_pool chooses.
+local function pop_and_lease(pools, running, strict, ttl, lease_id)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local eligible = {}
+  for model, choices in pairs(pools) do
+    local best, least = nil, nil
+    for _, choice in ipairs(choices) do
+      local key = P .. 'lease:' .. choice[1]
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+      local busy = redis.call('ZCARD', key)
+      if busy < choice[2] and (least == nil or busy < least) then best, least = key, busy end
+    end
+    eligible[model] = best
+  end
+  local got = nil
+  if running ~= nil then got = pop(eligible, running, true) end
+  if got == nil and not (running ~= nil and strict) then got = pop(eligible, {}, false) end
+  if got == nil then return nil end
+  local key = eligible[cjson.decode(got)[1][2].m]
+  redis.call('ZADD', key, fmt(now + ttl), lease_id)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  return '[' .. got .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ']'
+end
+
+local op = ARGV[1]
+if op == 'push' then return push(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end
+if op == 'remove' then return remove(ARGV[3]) end
+if op == 'order' then
+  if ARGV[3] == '' then return order(nil) end
+  return order(ARGV[3])
+end
+if op == 'pop' then
+  local eligible = nil
+  if ARGV[3] ~= '*' then eligible = {}; for _, m in ipairs(cjson.decode(ARGV[3])) do eligible[m] = true end end
+  local running = nil
+  if ARGV[4] ~= '' then running = {}; local r = cjson.decode(ARGV[4]); for u, c in pairs(r) do running[u] = c end end
+  if running ~= nil then
+    local got = pop(eligible, running, true)
+    if got or ARGV[5] == '1' then return got end
+  end
+  return pop(eligible, {}, false)
+end
+if op == 'pop_and_lease' then
+  local running = nil
+  if ARGV[4] ~= '' then running = cjson.decode(ARGV[4]) end
+  return pop_and_lease(cjson.decode(ARGV[3]), running, ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
+end
+return redis.error_reply('unknown step ' .. tostring(op))

@@ -1,0 +1,62 @@
+"""One way to reach Redis: a client with short timeouts, Lua steps, and one error for "down".
+
+    >>> client = connect("redis://127.0.0.1:6390/0")
+    >>> client.connection_pool.connection_kwargs["socket_timeout"]
+    2.0
+    >>> script_text("slots.lua").startswith("-- Slot leases")
+    True
+
+Every call to Redis goes through `guard`, which turns redis-py's connection and timeout
+errors (refused, reset, loading after a restart, read-only replica) into `StoreUnavailable`,
+the one error the service maps to a 503. Scripts run with EVALSHA; redis-py loads them
+again when a restarted Redis has forgotten them (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+
+from redis import exceptions
+from redis.asyncio import Redis
+
+from .errors import StoreUnavailable
+
+__all__ = ["connect", "guard", "script_text"]
+
+#: seconds: a Redis that does not answer in this long counts as down (a 503, not a hang)
+TIMEOUT_S = 2.0
+
+
+def connect(url: str) -> Redis:
+    """A client for `url` (redis://host:port/db); it connects on first use."""
+    return Redis.from_url(  # type: ignore[no-any-return]
+        url,
+        socket_timeout=TIMEOUT_S,
+        socket_connect_timeout=TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
+def script_text(name: str) -> str:
+    """The Lua source of one store step, shipped inside the package."""
+    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+
+
+def where(client: Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+@contextmanager
+def guard(client: Redis) -> Iterator[None]:
+    try:
+        yield
+    except (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError) as e:
+        raise StoreUnavailable(where(client)) from e
+    except exceptions.ResponseError as e:
+        # A script that meets a Redis still loading its data says so as a response error.
+        if str(e).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")):
+            raise StoreUnavailable(where(client)) from e
+        raise

@@ -98,3 +98,33 @@ async def test_lm_studio_down_is_upstream_unavailable_and_not_ready() -> None:
             assert health.status_code == 200
             assert health.json()["upstreams"] == [{"url": nowhere, "reachable": False}]
             assert (await client.get("/readyz")).status_code == 503
+
+
+async def test_a_reply_past_the_size_limit_ends_named_and_finished_ones_stay_within_budget() -> (
+    None
+):
+    """A runaway reply (or one huge token) ends with `reply_too_large`, the text so far
+    kept; finished requests are forgotten oldest first past the memory budget."""
+    from tests.conftest import read_events
+    from tests.scripted_upstream import MODEL, Scripted
+
+    with BackgroundServer(Scripted().app) as upstream:
+        with queue_server(upstream.url + "/v1", max_reply_bytes=4_000, retain_bytes=6_000) as queue:
+            async with httpx.AsyncClient(base_url=queue.url, timeout=30) as client:
+                body = {"model": MODEL, "prompt": "echo:" + "all work and no play " * 500}
+                r = await client.post("/api/requests", json=body)
+                big = r.json()["id"]
+                events = [e async for e in read_events(client, big)]
+                status = (await client.get(f"/api/requests/{big}")).json()
+                small = []
+                for n in range(6):
+                    r = await client.post(
+                        "/api/requests", json={"model": MODEL, "prompt": f"echo:{n} " * 200}
+                    )
+                    small.append(r.json()["id"])
+                    _ = [e async for e in read_events(client, small[-1])]
+                kept = [(await client.get(f"/api/requests/{i}")).status_code for i in small]
+    name, data = events[-1][1], events[-1][2]
+    assert (name, data["code"]) == ("error", "reply_too_large")
+    assert status["text"] and len(status["text"]) < 6_000  # the text so far is kept
+    assert kept[-1] == 200 and 404 in kept  # the newest stay, the oldest went first

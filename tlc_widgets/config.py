@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         10, ge=0, description="A request whose every listener left is cancelled after this."
     )
     retain_s: float = Field(900, ge=0, description="How long finished requests stay readable.")
+    retain_bytes: int = Field(
+        256 * 2**20,
+        ge=0,
+        description="Most bytes finished requests keep in memory; the oldest go first "
+        "(history keeps everything).",
+    )
+    max_reply_bytes: int = Field(
+        4 * 2**20, ge=1, description="Largest reply relayed and kept (then reply_too_large)."
+    )
     shutdown_grace_s: float = Field(
         10, ge=0, description="At SIGTERM, running replies get this long to finish."
     )

@@ -118,6 +118,7 @@ class ErrorCode(StrEnum):
     QUEUE_TIMEOUT = "queue_timeout"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    REPLY_TOO_LARGE = "reply_too_large"
     MODEL_LOAD_FAILED = "model_load_failed"
     MODEL_LOAD_TIMEOUT = "model_load_timeout"
     SHUTTING_DOWN = "shutting_down"
@@ -203,6 +204,10 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         "The model server refused this request (it says why after this sentence).",
     ),
     ErrorCode.UNSUPPORTED_ENDPOINT: (404, "The model server does not offer this endpoint."),
+    ErrorCode.REPLY_TOO_LARGE: (
+        502,
+        "The reply grew larger than this server keeps, so it was stopped; the text so far is kept.",
+    ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (
         400,

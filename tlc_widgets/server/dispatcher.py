@@ -23,7 +23,8 @@ from anyio.abc import TaskGroup
 
 from ..protocol import ERRORS, Cancelled, Delta, Done, ErrorCode, ErrorEvent
 from .catalog import Catalog, Pool
-from .records import Record, RecordStore
+from .record_store import RecordStore
+from .records import Record
 from .scheduler import FairScheduler
 from .stats import Stats
 from .upstream import UpstreamFailure
@@ -54,6 +55,7 @@ class Dispatcher:
         self.closing = False  #: set at shutdown: start nothing new
         self.paused = False  #: an admin paused the queue: accept requests, start none
         self.strict = False  #: per-user running caps hold even when a slot would idle
+        self.max_reply_bytes = 4 * 2**20  #: a reply that grows past this ends, named
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
@@ -108,39 +110,56 @@ class Dispatcher:
             count(record.model)
             if not record.status.terminal:
                 record.add_delta(delta)
+                if record.size > self.max_reply_bytes:  # one huge token, or a runaway reply
+                    limit = f"The limit is {self.max_reply_bytes:,} bytes."
+                    record.finish(error_event(ErrorCode.REPLY_TOO_LARGE, limit))
+                    scope.cancel()  # and stop reading it
 
         def on_wire(event: str, chunk: dict[str, Any], raw: str) -> None:
             if not record.status.terminal:
                 record.add_wire(event, chunk, raw)
 
+        released = False
+
+        def release() -> None:
+            # The slot first, the paperwork after: the next request's task is scheduled
+            # before this one's `done` writers, its history row and its position updates.
+            nonlocal released
+            if not released:
+                released = True
+                del self._scopes[record.id]
+                pool.busy -= 1
+                self._running_by_user[record.user] -= 1
+                if not self._running_by_user[record.user]:
+                    del self._running_by_user[record.user]  # nothing kept for idle users
+                self.fill()
+
         try:
-            with scope:
+            with scope:  # a Stop cancels it: nothing below runs, `finally` frees the slot
                 endpoint = record.call.endpoint
                 result = await pool.upstream.stream(endpoint, body, on_delta, on_wire)
+                release()
                 record.usage = result.usage
                 record.finish(Done(result.finish_reason, result.usage))
         except UpstreamFailure as failure:
             if failure.code is ErrorCode.UPSTREAM_UNAVAILABLE:
                 pool.upstream.reachable = False  # stop sending it work until a refresh says so
                 self.on_upstream_down()
+            release()
             record.finish(error_event(failure.code, failure.detail))
         except Exception:
             log.exception("request %s failed inside the queue server", record.id)
+            release()
             record.finish(error_event(ErrorCode.INTERNAL_ERROR))
         finally:
-            # Whatever happened, the request has ended and its slot is free: refill it now.
+            # Whatever happened, the request has ended and its slot is free.
+            release()
             record.finish(Cancelled(by="shutdown"))  # no-op unless nothing else ended it
-            del self._scopes[record.id]
-            pool.busy -= 1
-            self._running_by_user[record.user] -= 1
-            if not self._running_by_user[record.user]:
-                del self._running_by_user[record.user]  # nothing kept for idle users
             if record.started is not None and record.finished is not None:
                 if isinstance(record.outcome, Done):
                     self.stats.observe_service(record.model, record.finished - record.started)
                 if record.first_token is not None:
                     self.stats.ttft.observe(record.first_token - record.started)
-            self.fill()
 
 
 def error_event(code: ErrorCode, detail: str = "") -> ErrorEvent:

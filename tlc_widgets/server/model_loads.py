@@ -26,7 +26,8 @@ from ..protocol import Loading, Status
 from .catalog import Catalog
 from .dispatcher import error_event
 from .loading import CannotLoad, Loader, LoadFailure
-from .records import Record, RecordStore
+from .record_store import RecordStore
+from .records import Record
 from .scheduler import FairScheduler
 from .upstream import Upstream
 

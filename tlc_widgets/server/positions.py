@@ -25,7 +25,8 @@ import anyio.lowlevel
 
 from ..protocol import Queued, Status
 from .catalog import Catalog
-from .records import Record, RecordStore
+from .record_store import RecordStore
+from .records import Record
 from .scheduler import FairScheduler
 from .stats import Stats, eta_from
 

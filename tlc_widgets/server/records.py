@@ -36,10 +36,10 @@ from ..protocol import (
     event_name,
 )
 from ..sse import data_frame, frame
-from .clock import Signal, Timer, call_later
+from .clock import Signal, Timer
 from .upstream_call import CHAT, Call
 
-__all__ = ["CHAT", "Call", "IllegalTransition", "Record", "RecordStore"]
+__all__ = ["CHAT", "Call", "IllegalTransition", "Record"]
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.ERROR, Status.CANCELLED}),
@@ -78,6 +78,8 @@ class Record:
     frames: list[bytes] = field(default_factory=list)
     last_queued: Queued | None = None
     listeners: int = 0  #: open event streams; when it drops to 0 a grace timer starts
+    #: bytes this record holds (its encoded events, and the upstream's chunks if kept)
+    size: int = 0
     timeout: Timer | None = None  #: the queue-wait deadline while queued
     #: called with the record after every status change (logging, metrics, history)
     on_change: Callable[[Record], None] | None = None
@@ -209,6 +211,7 @@ class Record:
                 self.wire.append(frame(event, raw))
         if self.chunks is not None:
             self.chunks.append(chunk)
+        self.size += len(raw)
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body sent upstream: the client's fields, then the queue's own."""
@@ -259,40 +262,9 @@ class Record:
             self.last_queued = event
         # Encoded once here (one `data:` line, the unsafe separators escaped): the same
         # bytes go to every subscriber and every replay.
-        self.frames.append(frame(event_name(event), event_data(event), len(self.frames) + 1))
+        encoded = frame(event_name(event), event_data(event), len(self.frames) + 1)
+        self.frames.append(encoded)
+        self.size += len(encoded)
         # One broadcast wake-up: every current waiter runs once, new waiters wait for the
         # next append. No per-subscriber queues to fill or forget.
         self._changed.fire()
-
-
-class RecordStore:
-    """Records by id, forgotten `retain_s` after they end. In memory; a small interface
-    (add / get / discard / values) so another backend can stand beside it later."""
-
-    def __init__(self, retain_s: float) -> None:
-        self._records: dict[str, Record] = {}
-        self._retain_s = retain_s
-
-    def add(self, record: Record) -> None:
-        self._records[record.id] = record
-
-    def get(self, request_id: str) -> Record | None:
-        return self._records.get(request_id)
-
-    def discard(self, request_id: str) -> None:
-        self._records.pop(request_id, None)
-
-    def values(self) -> list[Record]:
-        return list(self._records.values())
-
-    def nudge_live(self) -> None:
-        """Wake the streams of every live record (the keep-alive clock)."""
-        for record in self._records.values():
-            if not record.status.terminal:
-                record.nudge()
-
-    def forget_later(self, record: Record) -> None:
-        call_later(self._retain_s, lambda: self.discard(record.id))
-
-    def __len__(self) -> int:
-        return len(self._records)

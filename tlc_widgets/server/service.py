@@ -10,9 +10,8 @@
     >>> anyio.run(demo)
     {'waiting': 0, 'running': 0, 'paused': True, 'draining': False}
 
-Routes call only these verbs. The service wires the parts together — records, the fair
-scheduler, the catalog and the dispatcher, positions, history, rate limits — and owns their
-background tasks for the length of the app's lifespan.
+Routes call only these verbs. It wires the parts (records, scheduler, catalog, dispatcher,
+positions, history, limits) and owns their background tasks for the app's lifespan.
 """
 
 from __future__ import annotations
@@ -46,7 +45,8 @@ from .limits import RateLimiter, check_user, estimate_tokens
 from .logline import log_change
 from .model_loads import ModelLoads
 from .positions import Positions
-from .records import CHAT, Call, Record, RecordStore
+from .record_store import RecordStore
+from .records import CHAT, Call, Record
 from .scheduler import Entry, FairScheduler
 from .stats import Stats
 
@@ -64,7 +64,7 @@ class QueueService:
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
-        self.store = RecordStore(settings.retain_s)
+        self.store = RecordStore(settings.retain_s, settings.retain_bytes)
         self.streams: Counter[str] = Counter()  #: open event streams per user (caps)
         self.scheduler = FairScheduler()
         self.stats = Stats()
@@ -74,6 +74,7 @@ class QueueService:
         )
         self.dispatcher.on_upstream_down = self._upstream_down
         self.dispatcher.strict = settings.running_cap_strict
+        self.dispatcher.max_reply_bytes = settings.max_reply_bytes
         parts = (self.scheduler, self.store, self.catalog, self.stats)
         self.positions = Positions(*parts, settings.position_interval_s, self._notify)
         self.loads = ModelLoads(

@@ -271,3 +271,19 @@ def test_keyed_defaults_apply_only_with_keys_and_settings_win() -> None:
     assert build(True).rates == KEYED_DEFAULTS
     assert build(True, rate_student_rpm=0).rates[Role.STUDENT] == Rate(0, 20_000)
     assert build(False, rate_admin_tpm=5).rates[Role.ADMIN] == Rate(0, 5)
+
+
+def test_the_rate_limiter_forgets_users_idle_for_a_minute() -> None:
+    """100,000 one-off users must not stay in memory: a window empty for a minute goes."""
+    from tlc_widgets.server.auth import Role
+    from tlc_widgets.server.limits import Rate, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter({Role.STUDENT: Rate(rpm=10)}, clock=lambda: now[0])
+    for n in range(3000):
+        limiter.admit(f"one-off-{n}", Role.STUDENT, 0)
+    assert len(limiter._windows) == 3000  # all within the last minute: all kept
+    now[0] = 120.0  # two minutes later, new users arrive
+    for n in range(1024):
+        limiter.admit(f"later-{n}", Role.STUDENT, 0)
+    assert len(limiter._windows) <= 1024  # the idle ones are gone

@@ -180,6 +180,10 @@ class _Window:
     requests: deque[float] = field(default_factory=deque)  #: acceptance times
     tokens: deque[tuple[float, int]] = field(default_factory=deque)  #: (time, tokens)
 
+    @property
+    def empty(self) -> bool:
+        return not self.requests and not self.tokens
+
 
 class RateLimiter:
     """Per-user sliding windows, checked on admission. All in memory, O(window) per call."""
@@ -190,6 +194,7 @@ class RateLimiter:
         self.rates = rates
         self._clock = clock
         self._windows: dict[str, _Window] = {}
+        self._admitted = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, keys_on: bool) -> RateLimiter:
@@ -251,6 +256,10 @@ class RateLimiter:
         window.requests.append(now)
         if prompt_tokens:
             window.tokens.append((now, prompt_tokens))
+        self._admitted += 1
+        if self._admitted % 1024 == 0:  # users idle for a minute are forgotten: bounded memory
+            for idle in [u for u in list(self._windows) if self._window(u).empty]:
+                del self._windows[idle]
 
     def spend(self, user: str, tokens: int) -> None:
         """Count a finished reply's tokens against its user."""

@@ -143,3 +143,20 @@ async def test_warm_models_are_loaded_ahead_and_slots_follow_a_reload() -> None:
                     await anyio.sleep(0.05)
                 loads = (await client.get(practice.url + "/practice/models")).json()[MODEL]
     assert loads["loaded"] is True
+
+
+async def test_the_monitor_snapshot_shows_a_load_in_progress() -> None:
+    with practice_server(loaded_at_start=[], default_load_time_s=3.0) as practice:
+        with queue_server(practice.url + "/v1") as queue:
+            async with httpx.AsyncClient(base_url=queue.url, timeout=30) as client:
+                body = {"prompt": "Hi", "model": MODEL, "max_tokens": 2, "user": "ada"}
+                request_id = (await client.post("/api/requests", json=body)).json()["id"]
+                seen = None
+                async with client.stream("GET", "/api/queue/events") as r:
+                    async for event in aiter_events(r):
+                        loading = event.json().get("loading", {})
+                        if MODEL in loading:
+                            seen = loading[MODEL]
+                            break
+                await client.delete(f"/api/requests/{request_id}")
+    assert seen is not None and 0 <= seen <= 1

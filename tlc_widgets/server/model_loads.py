@@ -60,7 +60,7 @@ class ModelLoads:
         store: RecordStore,
         task_group: TaskGroup,
         on_loaded: Callable[[], None],
-        on_failed: Callable[[], None],
+        on_change: Callable[[], None],
     ) -> None:
         self.catalog = catalog
         self.scheduler = scheduler
@@ -68,7 +68,7 @@ class ModelLoads:
         self.loader = Loader()
         self._tg = task_group
         self._on_loaded = on_loaded
-        self._on_failed = on_failed
+        self._on_change = on_change  #: monitors see a load's progress, and its failure
         self._progress: dict[str, float] = {}  # model -> the progress of its load now
         #: model -> why its last load failed (until a load succeeds), for admins and `tlc models`
         self.failures: dict[str, str] = {}
@@ -129,6 +129,10 @@ class ModelLoads:
         await upstream.refresh()  # the loaded instance, and its `parallel`
         self._on_loaded()
 
+    def loading(self) -> dict[str, float]:
+        """Every model loading now, with its progress (0 … 1)."""
+        return dict(self._progress)
+
     def progress_of(self, model: str) -> float | None:
         """How far the load of `model` is (0 … 1), or None when it is not loading."""
         return self._progress.get(model)
@@ -146,6 +150,7 @@ class ModelLoads:
 
     def _tell_waiting(self, model: str, fraction: float) -> None:
         self._progress[model] = round(fraction, 3)
+        self._on_change()
         event = Loading(model, round(fraction, 3), self.loader.load_times.get(model))
         for request_id in self._waiting(model):
             record = self.store.get(request_id)
@@ -159,4 +164,4 @@ class ModelLoads:
             self.scheduler.remove(request_id)
             if record is not None:
                 record.finish(ending)
-        self._on_failed()
+        self._on_change()

@@ -108,6 +108,9 @@ class QueueSnapshot(BaseModel):
     served: int
     mean_wait_s: float | None
     tokens_per_s: float
+    loading: dict[str, float] = Field(
+        default_factory=dict, description="Models loading now, with their progress (0 … 1)."
+    )
     class_mode: str = Field(description="`open`, or `paused` by a teacher (students refused).")
     class_message: str = Field(description="The teacher's message while paused.")
 

@@ -27,6 +27,7 @@ def snapshot(service: QueueService) -> dict[str, Any]:
         "served": service.stats.served,
         "mean_wait_s": service.stats.mean_wait_s(),
         "tokens_per_s": service.stats.tokens_per_s(),
+        "loading": service.loads.loading(),
         "class_mode": service.classroom.mode.value,
         "class_message": service.classroom.message,
     }

@@ -90,7 +90,11 @@ function render({ model, el: root }) {
       }[state];
       const slots = slotsOf(u);
       const busy = el("td", "tlc-busy", `${u.busy ?? 0} / ${slots} busy`);
-      tr.append(dot, el("td", "tlc-url", u.url), busy, el("td", "tlc-models", (u.models || []).join(", ")));
+      // A model being loaded (once, for everyone waiting) says how far the load is.
+      const loading = s.loading || {};
+      const models = (u.models || []).map((m) =>
+        m in loading ? `${m} (loading ${Math.round(loading[m] * 100)} %)` : m);
+      tr.append(dot, el("td", "tlc-url", u.url), busy, el("td", "tlc-models", models.join(", ")));
       return tr;
     });
     upstreams.replaceChildren(...rows);

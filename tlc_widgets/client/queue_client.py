@@ -11,7 +11,6 @@ The server is found at `TLC_SERVER_URL` (default http://127.0.0.1:8000).
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -21,40 +20,15 @@ from typing import Any, Self, cast
 import httpx
 
 from ..errors import RequestFailed, ServerUnavailable, error_from_response
-from ..protocol import TERMINAL, ErrorCode, Event
+from ..protocol import ACCEPTED, TERMINAL, ErrorCode, Event
 from ..sse import ServerSentEvent
 from .events import closing, is_event_stream, json_body, read_sse, resuming, to_json, typed
 from .follow import Opened, Submitted, follow
+from .whoami import authorization, default_user
 
 __all__ = ["DEFAULT_URL", "QueueClient"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-#: The first event of a one-round-trip submit (`Accept: text/event-stream`).
-ACCEPTED = "accepted"
-
-
-def _authorization(api_key: str | None) -> dict[str, str]:
-    """Who we are to the server: a key (`api_key`, `TLC_API_KEY`), else — inside a
-    JupyterHub — the single-user server's own Hub token, so nothing is set up by hand.
-
-    >>> _authorization("sk-0123456789abcdef")
-    {'Authorization': 'Bearer sk-0123456789abcdef'}
-    """
-    key = api_key or os.environ.get("TLC_API_KEY")
-    if key:
-        return {"Authorization": f"Bearer {key}"}
-    hub_token = os.environ.get("JUPYTERHUB_API_TOKEN")
-    return {"Authorization": f"token {hub_token}"} if hub_token else {}
-
-
-def _default_user() -> str:
-    for var in ("TLC_USER", "JUPYTERHUB_USER"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        return getpass.getuser() or "anonymous"
-    except Exception:  # no login name at all (some containers): getpass raises OSError/KeyError
-        return "anonymous"
 
 
 class QueueClient:
@@ -73,8 +47,8 @@ class QueueClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url: str = (url or os.environ.get("TLC_SERVER_URL") or DEFAULT_URL).rstrip("/")
-        self.user: str = user or _default_user()
-        headers = _authorization(api_key)
+        self.user: str = user or default_user()
+        headers = authorization(api_key)
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )

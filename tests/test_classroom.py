@@ -28,11 +28,17 @@ from .conftest import collect, hold_slot, queue_server, wait_until
 pytestmark = pytest.mark.anyio
 
 KEYS = (
-    "sk-ada-0001:ada:student,sk-bob-0002:bob:student,sk-tina-003:tina:teacher,sk-root-04:root:admin"
+    "sk-ada-0001-abcdefgh:ada:student,sk-bob-0002-abcdefgh:bob:student,"
+    "sk-tina-003-abcdefgh:tina:teacher,sk-root-04-abcdefgh:root:admin"
 )
 ADA, BOB, TINA, ROOT = (
     {"Authorization": f"Bearer {key}"}
-    for key in ("sk-ada-0001", "sk-bob-0002", "sk-tina-003", "sk-root-04")
+    for key in (
+        "sk-ada-0001-abcdefgh",
+        "sk-bob-0002-abcdefgh",
+        "sk-tina-003-abcdefgh",
+        "sk-root-04-abcdefgh",
+    )
 )
 
 

@@ -20,9 +20,12 @@ from tests.conftest import practice_server, queue_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-KEYS = "sk-ada-0001:ada:student,sk-bob-0002:bob:student,sk-tina-003:tina:teacher"
-ADA = {"Authorization": "Bearer sk-ada-0001"}
-BOB = {"Authorization": "Bearer sk-bob-0002"}
+KEYS = (
+    "sk-ada-0001-abcdefgh:ada:student,sk-bob-0002-abcdefgh:bob:student,"
+    "sk-tina-003-abcdefgh:tina:teacher"
+)
+ADA = {"Authorization": "Bearer sk-ada-0001-abcdefgh"}
+BOB = {"Authorization": "Bearer sk-bob-0002-abcdefgh"}
 
 
 @pytest.fixture
@@ -73,7 +76,7 @@ def test_the_teacher_page_shows_the_class_and_pauses_it(chromium: str, tmp_path:
                 with chromium_page(chromium) as page:
                     page.goto(f"{queue.url}/teacher")
                     page.wait_for_selector("#login:not([hidden])")
-                    page.fill("#key", "sk-tina-003")
+                    page.fill("#key", "sk-tina-003-abcdefgh")
                     page.click("#login button")
                     page.wait_for_function(
                         "() => document.querySelectorAll('#live tbody tr').length === 2"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -165,13 +166,12 @@ class QueueService:
             self.mark_dirty()
 
     async def _keep_alive(self) -> None:
-        """Every `ping_interval_s`, wake every live request's streams: an idle one sends a
-        `: ping` so proxies and browsers keep the connection open."""
+        """Wake every live request's streams: an idle one sends `: ping` (proxies keep it)."""
         while True:
             await anyio.sleep(self.settings.ping_interval_s)
             self.store.nudge_live()
 
-    async def _refresh_forever(self) -> None:
+    async def _refresh_forever(self) -> None:  # LM Studio loads, unloads, comes and goes
         while True:
             await anyio.sleep(self.settings.refresh_s)
             await self.refresh_upstreams()
@@ -181,10 +181,9 @@ class QueueService:
     async def submit(
         self, body: RequestBody, *, user: str, role: Role, call: Call = CHAT
     ) -> Record:
-        """Accept a request into the queue, or raise `ApiError` saying why not. `user` and
-        `role` come from the caller's identity; there is no default, so no caller can forget
-        them and be taken for someone else. `call` is what the OpenAI door adds: another
-        endpoint, the client's own fields."""
+        """Accept a request, or raise `ApiError` saying why not. `user` and `role` come from
+        the caller's identity (no defaults: no one is taken for someone else); `call` is the
+        OpenAI door's (another endpoint, the client's own fields)."""
         s = self.settings
         check_user(user)  # whichever door it came through: no control characters in a name
         if self.closing:
@@ -204,15 +203,17 @@ class QueueService:
         # No await from here on: the budget checked is the budget counted (no two slip past).
         self.classroom.admit(user, role)  # a paused class (423) or a spent budget (429)
         self.rates.admit(user, role, estimate_tokens(chars))  # last check: it counts the request
-        messages = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
+        prompted = self.classroom.with_prompt(messages, model, role)  # students cannot drop it
+        if prompted is not messages and "messages" in call.extra:  # the door's own body too
+            call = replace(call, extra={**call.extra, "messages": prompted})
+        messages = prompted
         given = {"temperature": body.temperature, "max_tokens": body.max_tokens}
         params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         what = {"model": model, "messages": messages, "params": params, "call": call}
         record = Record.new(user=user, priority=body.priority, **what)
         record.on_change = self.classroom.accepted(record, role, self._on_record_change)
         self.store.add(record)
-        # Without keys every caller is the local admin, yet the users are a class: cap them
-        # all like students (the cap never leaves a slot idle, so one user alone is free).
+        # Without keys everyone is the local admin, yet the users are a class: cap like students.
         student = role is Role.STUDENT or not self.keys_on
         cap = s.running_per_student if student else s.running_per_teacher
         self.scheduler.push(Entry(record.id, user, model, body.priority, cap))
@@ -269,7 +270,7 @@ class QueueService:
         """Set at the next change of any request (monitors' snapshot streams wait on it)."""
         return self._changed
 
-    # ------------------------------------------------------------------ snapshot
+    # ------------------------------------------------------------------ steering
 
     def state(self) -> dict[str, Any]:
         """Paused, draining, waiting, running: what the admin verbs answer."""
@@ -279,8 +280,6 @@ class QueueService:
             "paused": self.dispatcher.paused,
             "draining": self.draining,
         }
-
-    # ------------------------------------------------------------------ steering
 
     def pause(self) -> None:
         """Accept requests but start none until `resume`; running ones go on."""

@@ -316,8 +316,8 @@ def test_live_reply_render_cost_per_flush(chromium: str, tmp_path: Path) -> None
 
 
 def test_the_panel_shows_a_model_loading(chromium: str, tmp_path: Path) -> None:
-    """The first prompt of the morning finds the model unloaded: the panel says so, with
-    the load's progress, then streams the reply once it is loaded."""
+    """A model unloaded (as LM Studio does after its idle TTL) is loaded again for the next
+    prompt: the panel says so, with the load's progress, then streams the reply."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     root = tmp_path / "root"
     root.mkdir()
@@ -326,12 +326,18 @@ def test_the_panel_shows_a_model_loading(chromium: str, tmp_path: Path) -> None:
         const el = document.querySelector({STATUS!r});
         return el && el.innerText.startsWith('Loading ') && el.innerText.includes('%');
     }}"""
-    with practice_server(loaded_at_start=[], default_load_time_s=8, tokens_per_second=30) as up:
+    with practice_server(default_load_time_s=8, tokens_per_second=30) as up:
         with queue_server(up.url + "/v1") as queue:
             with JupyterLab(root, env={"TLC_SERVER_URL": queue.url}) as lab:
                 with chromium_page(chromium) as page:
                     open_notebook(page, lab.url, NOTEBOOK.name)
                     run_all_cells(page)
+                    page.wait_for_selector(".tlc-chat .tlc-prompt-input", timeout=30_000)
+                    model = httpx.get(queue.url + "/api/models").json()["default"]
+                    r = httpx.post(f"{queue.url}/api/admin/models/unload", json={"model": model})
+                    assert r.status_code == 200 and r.json()["loaded"] is False, r.text
+                    page.fill(".tlc-chat .tlc-prompt-input", "Tell me about the Duchess")
+                    page.click(".tlc-chat .tlc-send")
                     page.wait_for_function(loading, timeout=60_000)
                     chat = page.locator(".tlc-chat")
                     chat.scroll_into_view_if_needed()
@@ -341,4 +347,4 @@ def test_the_panel_shows_a_model_loading(chromium: str, tmp_path: Path) -> None:
                         timeout=120_000,
                     )
             loads = httpx.get(up.url + "/practice/models").json()
-    assert sum(model["loads"] for model in loads.values()) >= 1
+    assert loads[model]["loads"] == 1  # the one load after the unload

@@ -40,7 +40,7 @@ async def queued_ids(client: httpx.AsyncClient) -> list[str]:
 async def test_a_cancelled_request_is_not_sent_again() -> None:
     with practice_server(parallel=1) as practice, queue_server(practice.url + "/v1") as queue:
         async with httpx.AsyncClient(base_url=queue.url) as client:
-            holder = await hold_slot(client, practice.url)
+            holder = await hold_slot(client, practice.url, model="practice-fast")
             attempts: list[str] = []
             caught: list[Exception] = []
 
@@ -66,7 +66,7 @@ async def test_a_queue_timeout_is_not_queued_again_at_the_back() -> None:
     with practice_server(parallel=1) as practice:
         with queue_server(practice.url + "/v1", queue_timeout_s=0.3) as queue:
             async with httpx.AsyncClient(base_url=queue.url) as client:
-                holder = await hold_slot(client, practice.url)
+                holder = await hold_slot(client, practice.url, model="practice-fast")
                 attempts: list[str] = []
                 async with counting_client(queue.url + "/v1", attempts) as oa:
                     with pytest.raises(openai.InternalServerError) as timed_out:
@@ -80,7 +80,7 @@ async def test_a_queue_timeout_is_not_queued_again_at_the_back() -> None:
 async def test_a_retry_of_the_same_request_keeps_its_place() -> None:
     with practice_server(parallel=1) as practice, queue_server(practice.url + "/v1") as queue:
         async with httpx.AsyncClient(base_url=queue.url, timeout=30) as client:
-            holder = await hold_slot(client, practice.url)
+            holder = await hold_slot(client, practice.url, model="practice-fast")
             body = json.dumps({"model": "practice-fast", "messages": HI, "user": "ada"}).encode()
             headers = {"content-type": "application/json", "x-stainless-retry-count": "0"}
 
@@ -91,7 +91,9 @@ async def test_a_retry_of_the_same_request_keeps_its_place() -> None:
                 tg.start_soon(first_try)
                 first = (await wait_until(lambda: queued_ids(client), "the first try to wait"))[0]
                 tg.cancel_scope.cancel()  # the client's read timeout: it hangs up
-            later = await client.post("/api/requests", json={"prompt": "hi", "user": "bob"})
+            later = await client.post(
+                "/api/requests", json={"prompt": "hi", "user": "bob", "model": "practice-fast"}
+            )
             assert await queued_ids(client) == [first, later.json()["id"]]
 
             retried: list[httpx.Response] = []

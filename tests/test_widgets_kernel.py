@@ -125,10 +125,12 @@ def poll_server(url: str, request_id: str, until: Any, what: str) -> dict[str, A
     raise AssertionError(f"timed out waiting for {what}; last: {status!r}")
 
 
-def hold_slot(queue_url: str, practice_url: str) -> str:
-    """A request that takes the only slot and keeps it (stall fault), so ours must queue."""
+def hold_slot(queue_url: str, practice_url: str, model: str | None = None) -> str:
+    """A request that takes the only slot (of `model`, else the default model's) and keeps
+    it (stall fault), so ours must queue."""
     httpx.put(f"{practice_url}/practice/faults", json={"stall_after_tokens": 1})
-    r = httpx.post(f"{queue_url}/api/requests", json={"prompt": "hold", "user": "holder"})
+    body = {"prompt": "hold", "user": "holder"} | ({"model": model} if model else {})
+    r = httpx.post(f"{queue_url}/api/requests", json=body)
     assert r.status_code == 202, r.text
     holder: str = r.json()["id"]
     poll_server(queue_url, holder, lambda s: s["tokens"] >= 1, "the holder to take the slot")
@@ -152,7 +154,7 @@ def test_status_goes_queued_generating_done_and_the_reply_matches_the_server(
     kernel: Kernel, one_slot: tuple[str, str]
 ) -> None:
     queue_url, practice_url = one_slot
-    holder = hold_slot(queue_url, practice_url)
+    holder = hold_slot(queue_url, practice_url, model="practice-fast")
     mark = len(kernel.iopub)
     kernel.run(
         f"p1 = ChatPanel(url={queue_url!r}, model='practice-fast')\n"

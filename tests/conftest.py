@@ -128,3 +128,21 @@ async def hold_slot(
         # A practice request keeps the faults it arrived with: later ones run normally.
         await practice.put("/practice/faults", json={"stall_after_tokens": None})
     return request_id
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium for the browser tests; skipped without it, unless
+    TLC_REQUIRE_BROWSER=1 (CI), which fails instead."""
+    from tests.browser_util import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("TLC_REQUIRE_BROWSER") == "1":
+            pytest.fail(
+                "TLC_REQUIRE_BROWSER=1 but no Chromium was found (apt-get install chromium)"
+            )
+        pytest.skip(
+            "no Chromium found (apt-get install chromium); set TLC_REQUIRE_BROWSER=1 to fail"
+        )
+    return found

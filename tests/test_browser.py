@@ -7,7 +7,6 @@ instead. Screenshots go to test-artifacts/browser/ (gitignored).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from tests.browser_util import (
     change_theme,
     chromium_page,
     document_state,
-    find_chromium,
     open_notebook,
     run_all_cells,
 )
@@ -34,20 +32,6 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_start_here
 
 STATUS = ".tlc-chat .tlc-status .tlc-status-text"
 LIVE = ".tlc-chat .tlc-transcript .tlc-live .tlc-body"
-
-
-@pytest.fixture
-def chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        if os.environ.get("TLC_REQUIRE_BROWSER") == "1":
-            pytest.fail(
-                "TLC_REQUIRE_BROWSER=1 but no Chromium was found (apt-get install chromium)"
-            )
-        pytest.skip(
-            "no Chromium found (apt-get install chromium); set TLC_REQUIRE_BROWSER=1 to fail"
-        )
-    return found
 
 
 def text_of(page: Any, selector: str) -> str:

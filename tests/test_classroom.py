@@ -23,23 +23,10 @@ from tlc_widgets.practice import PracticeSettings
 from tlc_widgets.practice import create_app as create_practice_app
 from tlc_widgets.serving import BackgroundServer
 
+from .class_keys import ADA, BOB, KEYS, TINA
 from .conftest import collect, hold_slot, queue_server, wait_until
 
 pytestmark = pytest.mark.anyio
-
-KEYS = (
-    "sk-ada-0001-abcdefgh:ada:student,sk-bob-0002-abcdefgh:bob:student,"
-    "sk-tina-003-abcdefgh:tina:teacher,sk-root-04-abcdefgh:root:admin"
-)
-ADA, BOB, TINA, ROOT = (
-    {"Authorization": f"Bearer {key}"}
-    for key in (
-        "sk-ada-0001-abcdefgh",
-        "sk-bob-0002-abcdefgh",
-        "sk-tina-003-abcdefgh",
-        "sk-root-04-abcdefgh",
-    )
-)
 
 
 class Recorder:

@@ -19,23 +19,11 @@ from tlc_widgets.server.history_rows import SCHEMA
 from tlc_widgets.server.routes.teacher import router as class_router
 from tlc_widgets.serving import BackgroundServer
 
+from .class_keys import ADA, BOB, KEYS, ROOT, TINA
 from .conftest import collect, hold_slot, practice_server, queue_server, wait_until
 
 pytestmark = pytest.mark.anyio
 
-KEYS = (
-    "sk-ada-0001-abcdefgh:ada:student,sk-bob-0002-abcdefgh:bob:student,"
-    "sk-tina-003-abcdefgh:tina:teacher,sk-root-04-abcdefgh:root:admin"
-)
-ADA, BOB, TINA, ROOT = (
-    {"Authorization": f"Bearer {key}"}
-    for key in (
-        "sk-ada-0001-abcdefgh",
-        "sk-bob-0002-abcdefgh",
-        "sk-tina-003-abcdefgh",
-        "sk-root-04-abcdefgh",
-    )
-)
 
 #: Every teacher route, with a body where it takes one.
 CLASS_ROUTES: list[tuple[str, str, dict[str, object] | None]] = [

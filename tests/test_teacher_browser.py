@@ -7,7 +7,6 @@ test-artifacts/browser/ (gitignored): teacher-light.png, teacher-dark.png.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser_util import ARTIFACTS, chromium_page, find_chromium
+from tests.browser_util import ARTIFACTS, chromium_page
 from tests.conftest import practice_server, queue_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -26,18 +25,6 @@ KEYS = (
 )
 ADA = {"Authorization": "Bearer sk-ada-0001-abcdefgh"}
 BOB = {"Authorization": "Bearer sk-bob-0002-abcdefgh"}
-
-
-@pytest.fixture
-def chromium() -> str:
-    found = find_chromium()
-    if found is None:
-        if os.environ.get("TLC_REQUIRE_BROWSER") == "1":
-            pytest.fail(
-                "TLC_REQUIRE_BROWSER=1 but no Chromium was found (apt-get install chromium)"
-            )
-        pytest.skip("no Chromium found (apt-get install chromium); TLC_REQUIRE_BROWSER=1 fails")
-    return found
 
 
 def _rows(page: Any, table: str) -> list[str]:

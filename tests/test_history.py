@@ -183,3 +183,44 @@ async def test_history_survives_kill_9_and_the_cut_off_requests_are_interrupted(
         f"kill -9: {len(cut['text'])} characters of the running reply kept "
         f"(the live view had {len(live)} just before); 2 rows interrupted, 1 done row intact"
     )
+
+
+async def test_a_full_disk_loses_no_row(tmp_path: Path) -> None:
+    """SQLite's own 'database or disk is full' (a page cap, as a full disk gives it): rows
+    are kept and tried again (`history.failing`, which `/readyz` reports, is True
+    meanwhile), and once there is room again every row is written."""
+    from tlc_widgets.server.history import History
+    from tlc_widgets.server.records import Record
+
+    history = History(str(tmp_path / "full.sqlite3"), flush_s=0.05)
+    await history.open()
+
+    def cap(pages: int | None) -> Any:
+        def run(db: sqlite3.Connection) -> Any:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            now = db.execute("PRAGMA page_count").fetchone()[0]
+            return db.execute(f"PRAGMA max_page_count = {pages or now}").fetchone()[0]
+
+        return run
+
+    await history._call(cap(None))  # no room to grow: the disk is "full"
+    records = [
+        Record.new(user="ada", model="m", messages=[{"content": "x" * 4000}], params={})
+        for _ in range(30)
+    ]
+    for record in records:
+        history.record_changed(record)
+
+    async def failing() -> bool:
+        return history.failing
+
+    await wait_until(failing, "the writes to fail")
+    await history._call(cap(1_000_000))  # room again
+
+    async def saved() -> bool:
+        return not history.failing and len(await history.recent(None, -1)) == len(records)
+
+    await wait_until(saved, "every row to be written")
+    await history.close()
+    with sqlite3.connect(tmp_path / "full.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == len(records)

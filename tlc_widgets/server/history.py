@@ -64,6 +64,7 @@ _BATCH = 512  #: most queue items handled per transaction
 COALESCE_S = 0.05  #: changes gathered this long on the loop before one hand-over
 _STOP = object()
 PURGE_EVERY_S = 86_400.0  #: with retention on, old rows are deleted this often
+RETRY_S = 1.0  #: while writes fail (a full disk), unsaved rows are tried again this often
 
 
 class History:
@@ -73,6 +74,11 @@ class History:
         self.enabled = path != ""
         self.flush_s = flush_s
         self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: True while writes fail (a full disk): `/readyz` says so; nothing is dropped
+        self.failing = False
+        # Rows the writer thread has not saved yet; kept across failed writes, newest state
+        # of each request only, and tried again until the disk takes them.
+        self._unsaved: tuple[list[tuple[Any, ...]], dict[str, tuple[Any, ...]]] = ([], {})
         self._thread: threading.Thread | None = None
         self._running: dict[str, tuple[Record, int]] = {}  # id -> (record, tokens saved)
         self._new: dict[str, Record] = {}  # born since the last hand-over: rows to insert
@@ -244,8 +250,11 @@ class History:
                 log.info("history: deleted %d requests older than %d days", deleted, self.days)
 
     def _take(self) -> list[Any]:
-        # With retention on, wake up for the daily purge even when nothing is written.
+        # With retention on, wake up for the daily purge even when nothing is written; with
+        # rows unsaved after a failed write, wake up to try them again.
         wait = max(0.0, self._next_purge - time.monotonic()) if self.days else None
+        if self.failing:
+            wait = RETRY_S if wait is None else min(wait, RETRY_S)
         try:
             batch = [self._jobs.get(timeout=wait)]
         except queue.Empty:
@@ -259,12 +268,10 @@ class History:
 
     def _handle(self, db: sqlite3.Connection, batch: list[Any]) -> bool:
         """Run one batch; True once told to stop."""
-        inserts: list[tuple[Any, ...]] = []
-        updates: dict[str, tuple[Any, ...]] = {}  # only the newest state of each request
+        inserts, updates = self._unsaved  # only the newest state of each request
         for job in batch:
             if job is _STOP or callable(job[0]):
-                write_batch(db, inserts, updates)
-                inserts, updates = [], {}
+                self._save(db)
                 if job is _STOP:
                     return True
                 fn, future = job
@@ -275,5 +282,19 @@ class History:
             else:  # ("many", inserts, updates): one hand-over from the loop
                 inserts.extend(job[1])
                 updates.update((update[-1], update) for update in job[2])
-        write_batch(db, inserts, updates)
+        self._save(db)
         return False
+
+    def _save(self, db: sqlite3.Connection) -> None:
+        """Write what is unsaved in one transaction; if the disk refuses, keep it all for
+        the next try (every `RETRY_S`) and say so once, not once a second."""
+        inserts, updates = self._unsaved
+        if write_batch(db, inserts, updates):
+            inserts.clear()
+            updates.clear()
+            if self.failing:
+                log.warning("history: writing again; nothing was lost")
+            self.failing = False
+        elif not self.failing:
+            self.failing = True
+            log.error("history: writes fail (disk full?); keeping rows and trying again")

@@ -72,9 +72,10 @@ _INTERRUPTED = (
 
 def write_batch(
     db: sqlite3.Connection, inserts: list[tuple[Any, ...]], updates: dict[str, tuple[Any, ...]]
-) -> None:
+) -> bool:
+    """Insert and update in one transaction; False (rolled back) if SQLite refused."""
     if not inserts and not updates:
-        return
+        return True
     rows = [
         (rid, user, model, json.dumps(messages), json.dumps(params), priority, created)
         for rid, user, model, messages, params, priority, created in inserts
@@ -86,10 +87,16 @@ def write_batch(
         db.executemany(_INSERT, [(*row, *placeholder) for row in rows])
         db.executemany(_UPDATE, updates.values())
         db.execute("COMMIT")
-    except Exception:  # a full disk, a text SQLite cannot take: log it, keep the thread alive
+    except sqlite3.OperationalError as exc:  # a full disk, I/O: kept by the caller, retried
+        log.debug("history: could not save %d requests: %s", len(rows) + len(updates), exc)
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        return False
+    except Exception:  # a row SQLite can never take: retrying would block the rest for good
         log.exception("history: could not save %d requests", len(rows) + len(updates))
         if db.in_transaction:
             db.execute("ROLLBACK")
+    return True
 
 
 def row_snapshot(record: Record) -> tuple[Any, ...]:

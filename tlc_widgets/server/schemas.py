@@ -160,6 +160,7 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
+    history: str = Field("ok", description="`failing` while writes fail (rows kept, retried).")
 
 
 class AdminState(BaseModel):

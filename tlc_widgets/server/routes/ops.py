@@ -4,8 +4,8 @@ GET /healthz    200 while the server runs; the body says how each upstream is
 GET /readyz     503 while no upstream answers
 GET /metrics    Prometheus text format
 
->>> Ready(ready=False).model_dump()
-{'ready': False}
+>>> Ready(ready=False, history="failing").model_dump()
+{'ready': False, 'history': 'failing'}
 """
 
 from __future__ import annotations
@@ -41,9 +41,12 @@ async def healthz(service: Service) -> Health:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(service: Service) -> JSONResponse:
-    """Readiness: 503 while no upstream answers."""
-    ready = service.catalog.any_reachable
-    return JSONResponse(Ready(ready=ready).model_dump(), status_code=200 if ready else 503)
+    """Readiness: 503 while no upstream answers, or while history writes fail (a full disk:
+    nothing is lost, the rows are kept and tried again)."""
+    history = "failing" if service.history.failing else "ok"
+    ready = service.catalog.any_reachable and history == "ok"
+    answer = Ready(ready=ready, history=history)
+    return JSONResponse(answer.model_dump(), status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=Response, responses=_PROMETHEUS)

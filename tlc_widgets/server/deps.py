@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from .auth import Identity, identity_of
 from .service import QueueService
 
-__all__ = ["Caller", "Service", "caller_of", "service_of"]
+__all__ = ["Admin", "Caller", "Service", "Teacher", "caller_of", "service_of"]
 
 
 def service_of(request: Request) -> QueueService:
@@ -34,3 +34,20 @@ def caller_of(request: Request) -> Identity:
 #: Annotated forms, so a route reads `service: Service, caller: Caller`.
 Service = Annotated[QueueService, Depends(service_of)]
 Caller = Annotated[Identity, Depends(caller_of)]
+
+
+def teacher_service(service: Service, caller: Caller) -> QueueService:
+    """The service, for a teacher or an admin only (403 otherwise)."""
+    caller.require_teacher()
+    return service
+
+
+def admin_service(service: Service, caller: Caller) -> QueueService:
+    """The service, for an admin only (403 otherwise)."""
+    caller.require_admin()
+    return service
+
+
+#: The service for routes a role guards: `service: Teacher` (/api/class), `Admin` (/api/admin).
+Teacher = Annotated[QueueService, Depends(teacher_service)]
+Admin = Annotated[QueueService, Depends(admin_service)]

@@ -16,12 +16,9 @@ is the admin of their own machine.
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from ..auth import Identity
-from ..deps import caller_of, service_of
+from ..deps import Admin
 from ..records import Record
 from ..schemas import AdminState, LiveRequest, LiveRequests, ModelLoadState, ModelOrder
 from ..service import QueueService
@@ -30,18 +27,6 @@ from ..views import live
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
-
-
-def admin_service(
-    service: Annotated[QueueService, Depends(service_of)],
-    caller: Annotated[Identity, Depends(caller_of)],
-) -> QueueService:
-    """The service, for an admin only (403 otherwise)."""
-    caller.require_admin()
-    return service
-
-
-Admin = Annotated[QueueService, Depends(admin_service)]
 
 
 @router.post("/pause", response_model=AdminState)

@@ -27,14 +27,14 @@ import time
 from importlib import resources
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from ...protocol import ErrorCode, Status
 from ..api_error import ApiError
-from ..auth import Identity, Role
+from ..auth import Role
 from ..budgets import Budget, Usage
-from ..deps import caller_of, service_of
+from ..deps import Teacher
 from ..export import csv_lines, jsonl_lines, parse_since
 from ..records import Record
 from ..schemas import (
@@ -58,18 +58,6 @@ __all__ = ["page", "router"]
 
 router = APIRouter(prefix="/api/class", tags=["class"])
 page = APIRouter(tags=["class"], include_in_schema=False)
-
-
-def teacher_service(
-    service: Annotated[QueueService, Depends(service_of)],
-    caller: Annotated[Identity, Depends(caller_of)],
-) -> QueueService:
-    """The service, for a teacher or an admin only (403 otherwise)."""
-    caller.require_teacher()
-    return service
-
-
-Teacher = Annotated[QueueService, Depends(teacher_service)]
 
 
 def _state(service: QueueService) -> ClassState:

@@ -13,7 +13,10 @@ in `.env`; a flag given on the command line wins.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -145,11 +148,16 @@ def _given(ns: argparse.Namespace, *skip: str) -> dict[str, Any]:
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    # The server logs a line per state change from inside the event loop: a QueueHandler
+    # hands each line to a thread that writes it (the logging cookbook's advice for
+    # asyncio), so a slow terminal or pipe never holds up a request.
+    out = logging.StreamHandler(sys.stderr)
+    out.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines, out)
+    listener.start()
+    atexit.register(listener.stop)  # written out before the process ends
+    logging.basicConfig(level=level.upper(), handlers=[logging.handlers.QueueHandler(lines)])
     # httpx logs every upstream call at INFO; our own line per state change says more.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

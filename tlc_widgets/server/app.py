@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
-    for router in (*ROUTERS, openai.router):
+    # The door first: FastAPI tries routers in order, and `/v1` is the busiest path.
+    for router in (openai.router, *ROUTERS):
         app.include_router(router)
     # The last added runs first: the body limit holds even for requests without a key.
     app.add_middleware(AuthMiddleware, keys=keys)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 
 from ..protocol import Delta, ErrorCode
@@ -221,7 +222,7 @@ class Upstream:
     ) -> StreamResult:
         stall = self.timeouts.stall_s
         refresh_below = stall / 2
-        first = True
+        first = waiting_first = True
         # `async with` closes the connection however we leave: done, error, or cancelled.
         async with self.client.stream("POST", url, json=body) as resp:
             if resp.status_code != 200:
@@ -243,11 +244,18 @@ class Upstream:
                 if first or scope.deadline - now < refresh_below:
                     scope.deadline = now + stall
                     first = False
+                handed = False
                 for delta in reading.deltas(sse.event, chunk):
                     on_delta(delta)
+                    handed = True
                 if reading.failure is not None:
                     raise UpstreamFailure(ErrorCode.UPSTREAM_ERROR, reading.failure)
                 on_wire(sse.event, chunk, _escaped(data))
+                if handed and waiting_first:
+                    # One network read often holds many tokens: let the client's writer
+                    # send the first one now, not after this loop has handled the rest.
+                    waiting_first = False
+                    await anyio.lowlevel.checkpoint()
         if reading.finish_reason is None:
             raise UpstreamFailure(
                 ErrorCode.UPSTREAM_ERROR, "The stream ended before the reply was finished."

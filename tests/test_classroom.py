@@ -142,6 +142,48 @@ async def test_a_student_sees_the_budget_count_down_and_then_a_429_until_the_res
             assert r.json()["error"]["code"] == "budget_exhausted"
 
 
+async def test_a_teacher_counts_budgets_by_session_then_goes_back_to_the_day(
+    recorded: tuple[BackgroundServer, Recorder], tmp_path: Path
+) -> None:
+    practice, _ = recorded
+    history = str(tmp_path / "history.sqlite3")
+    settings = {"keys": KEYS, "budget_prompts_per_day": 2, "history_path": history}
+    with queue_server(practice.url + "/v1", **settings) as queue:
+        async with (
+            httpx.AsyncClient(base_url=queue.url, headers=ADA, timeout=30) as ada,
+            httpx.AsyncClient(base_url=queue.url, headers=TINA, timeout=30) as tina,
+        ):
+            for prompt in ("one", "two"):
+                assert (await _run(ada, prompt=prompt)).status_code == 202
+            refused = await ada.post("/api/requests", json={"prompt": "three"})
+            assert "for today" in refused.json()["error"]["message"]
+
+            # A student cannot start a session; the teacher starts one: everyone from zero.
+            assert (await ada.post("/api/class/session", json={})).status_code == 403
+            state = (await tina.post("/api/class/session", json={"label": "Lab 3"})).json()
+            assert state["budget"]["session"]["label"] == "Lab 3"
+            assert state["budget"]["resets_at"] is None
+            me = (await ada.get("/api/me")).json()["budget"]
+            assert (me["text"], me["resets_at"]) == ("2 of 2 prompts left this session", None)
+            for prompt in ("three", "four"):
+                assert (await _run(ada, prompt=prompt)).status_code == 202
+            refused = await ada.post("/api/requests", json={"prompt": "five"})
+            error = refused.json()["error"]
+            assert (refused.status_code, error["code"]) == (429, "budget_exhausted")
+            assert "your 2 prompts for this session (Lab 3)" in error["message"]
+            assert "Retry-After" not in refused.headers  # no clock ends a session
+            students = (await tina.get("/api/class/students")).json()
+            assert students["session"]["label"] == "Lab 3" and students["resets_at"] is None
+            print(f"session refusal: {error['message']}")
+
+            # Ending it goes back to the day, whose counts include the session's prompts.
+            state = (await tina.delete("/api/class/session")).json()
+            assert state["budget"]["session"] is None
+            me = (await ada.get("/api/me")).json()["budget"]
+            assert (me["used"]["prompts"], me["text"]) == (4, "0 of 2 prompts left today")
+            assert me["resets_at"] == pytest.approx(_next_midnight())
+
+
 async def test_a_token_budget_refuses_once_the_replies_used_it(
     recorded: tuple[BackgroundServer, Recorder],
 ) -> None:

@@ -34,6 +34,8 @@ CLASS_ROUTES: list[tuple[str, str, dict[str, object] | None]] = [
     ("PUT", "/api/class/budget", {"prompts": 0, "tokens": 0}),
     ("PUT", "/api/class/budget/bob", {"prompts": 5}),
     ("DELETE", "/api/class/budget/bob", None),
+    ("POST", "/api/class/session", {"label": "Lab 3"}),
+    ("DELETE", "/api/class/session", None),
     ("GET", "/api/class/live", None),
     ("GET", "/api/class/students", None),
     ("GET", "/api/class/students/bob/history", None),

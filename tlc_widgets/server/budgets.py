@@ -1,4 +1,5 @@
-"""Daily budgets a student can see: prompts and reply tokens per day, and what is left.
+"""Budgets a student can see: prompts and reply tokens per day (or per session), and what
+is left.
 
     >>> budgets = Budgets(Budget(prompts=2), clock=lambda: 1_800_000_000.0)
     >>> budgets.check("ada"); budgets.count_prompt("ada")
@@ -10,6 +11,16 @@
     ... except ApiError as refused:
     ...     print(refused.code.value, refused.status, refused.retry_after > 0)
     budget_exhausted 429 True
+
+A teacher may count by **session** instead (a lab, an exam's practice hour):
+
+    >>> budgets.start_session("Lab 3")
+    >>> budgets.left("ada")["text"], budgets.left("ada")["resets_at"]
+    ('2 of 2 prompts left this session', None)
+
+Everyone starts the session from zero, and it lasts until the teacher ends it (or starts the
+next); then the day's counts apply again (`end_session`; the classroom recounts them from the
+history). A session does not survive a restart: the server comes back counting the day.
 
 A day runs from midnight to midnight in the server's local time zone; at midnight every count
 starts again from zero. A prompt counts when the queue accepts it (whatever happens to it
@@ -50,6 +61,9 @@ class Usage:
     role: str | None = None  #: the role of the last request (None: rebuilt from the history)
 
 
+UNLIMITED = "no daily limit"  #: what a student reads with no budget set
+
+
 def day_bounds(now: float) -> tuple[float, float]:
     """The local day around `now`: (its midnight, the next midnight), as Unix times.
 
@@ -64,33 +78,55 @@ def day_bounds(now: float) -> tuple[float, float]:
 
 
 class Budgets:
-    """The class's budget, each student's own (if a teacher set one) and today's usage."""
+    """The class's budget, each student's own (if a teacher set one) and the usage of the
+    period that counts: today, or the session a teacher started."""
 
     def __init__(self, default: Budget, clock: Callable[[], float] = time.time) -> None:
         self.default = default
         self.overrides: dict[str, Budget] = {}  #: per student, set by a teacher
+        self.session: dict[str, Any] | None = None  #: {"label", "started_at"} while one runs
         self._clock = clock
         self._start, self._end = day_bounds(clock())
         self._usage: dict[str, Usage] = {}
 
-    # ------------------------------------------------------------------ the day
+    # ------------------------------------------------------------------ the period
 
     def _roll(self) -> None:
-        """At midnight, start every count again."""
+        """At midnight, start every count again (a session runs on until it is ended)."""
         now = self._clock()
-        if now >= self._end:
+        if self.session is None and now >= self._end:
             self._start, self._end = day_bounds(now)
             self._usage.clear()
 
+    def start_session(self, label: str = "") -> None:
+        """Count from now, from zero for everyone, until `end_session` (or the next one)."""
+        now = self._clock()
+        self.session = {"label": label.strip(), "started_at": now}
+        self._start, self._end = now, math.inf
+        self._usage.clear()
+
+    def end_session(self) -> None:
+        """Back to the day; its counts are the caller's to `load` again (from the history)."""
+        self.session = None
+        self._start, self._end = day_bounds(self._clock())
+        self._usage.clear()
+
+    @property
+    def period(self) -> str:
+        """How the counts read in a sentence: "today" or "this session"."""
+        return "today" if self.session is None else "this session"
+
     @property
     def day_start(self) -> float:
+        """When the counting period began: midnight, or the session's start."""
         self._roll()
         return self._start
 
     @property
-    def resets_at(self) -> float:
+    def resets_at(self) -> float | None:
+        """When the counts start again (None in a session: when the teacher says)."""
         self._roll()
-        return self._end
+        return None if math.isinf(self._end) else self._end
 
     # ------------------------------------------------------------------ counting
 
@@ -144,15 +180,25 @@ class Budgets:
             )
             if limit and count >= limit
         ]
-        if spent:
-            wait = max(1, math.ceil(self.resets_at - self._clock()))
-            at = datetime.fromtimestamp(self.resets_at).strftime("%H:%M")
+        if not spent:
+            return
+        used_up = f"You have used {' and '.join(spent)}"
+        resets = self.resets_at
+        if resets is None:
+            label = (self.session or {}).get("label")
             raise ApiError(
                 ErrorCode.BUDGET_EXHAUSTED,
-                f"You have used {' and '.join(spent)} for today; you can chat again at {at} "
-                f"(in {_duration(wait)}). Your teacher can give you more.",
-                retry_after=wait,
+                f"{used_up} for this session{f' ({label})' if label else ''}. Your teacher can "
+                "give you more, or start the next session.",
             )
+        wait = max(1, math.ceil(resets - self._clock()))
+        at = datetime.fromtimestamp(resets).strftime("%H:%M")
+        raise ApiError(
+            ErrorCode.BUDGET_EXHAUSTED,
+            f"{used_up} for today; you can chat again at {at} (in {_duration(wait)}). "
+            "Your teacher can give you more.",
+            retry_after=wait,
+        )
 
     def left(self, user: str) -> dict[str, Any]:
         """What `/api/me` shows: limits, usage, what is left, the reset, and one sentence."""
@@ -162,7 +208,7 @@ class Budgets:
             "tokens": max(0, budget.tokens - used.tokens) if budget.tokens else None,
         }
         parts = [
-            f"{left[key]} of {limit} {unit} left today"
+            f"{left[key]} of {limit} {unit} left {self.period}"
             for key, limit, unit in (
                 ("prompts", budget.prompts, "prompts"),
                 ("tokens", budget.tokens, "reply tokens"),
@@ -174,7 +220,8 @@ class Budgets:
             "used": asdict(used),
             "left": left,
             "resets_at": self.resets_at,
-            "text": "; ".join(parts) if parts else "no daily limit",
+            "session": self.session,
+            "text": "; ".join(parts) or ("no limit this session" if self.session else UNLIMITED),
         }
 
 

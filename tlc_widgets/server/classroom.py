@@ -74,6 +74,17 @@ class Classroom:
         """Today's counts from the history, so a restart gives no budget back."""
         self.budgets.load(await history.usage_since(self.budgets.day_start))
 
+    def start_session(self, label: str) -> None:
+        """Budgets count from now, from zero, until the teacher ends the session."""
+        self.budgets.start_session(label)
+        self._on_change()
+
+    async def end_session(self, history: History) -> None:
+        """Back to the day's budgets, with the day's counts (the session's included)."""
+        self.budgets.end_session()
+        await self.recount(history)
+        self._on_change()
+
     # ------------------------------------------------------------------ admission
 
     def admit(self, user: str, role: Role) -> None:
@@ -159,6 +170,7 @@ class Classroom:
                 "default": _budget(self.budgets.default),
                 "students": {u: _budget(b) for u, b in sorted(self.budgets.overrides.items())},
                 "resets_at": self.budgets.resets_at,
+                "session": self.budgets.session,
             },
         }
 

@@ -5,7 +5,8 @@
 
 Each route declares one of these as its `response_model`, so FastAPI validates what the
 server sends and the OpenAPI schema describes every answer. Event payloads are the
-dataclasses of `protocol.py`; these are the JSON bodies around them.
+dataclasses of `protocol.py`; these are the JSON bodies around them. The class's own
+(`/api/me`, `/api/class`) are in `class_schemas.py`.
 """
 
 from __future__ import annotations
@@ -16,29 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "AdminState",
-    "BudgetBody",
     "CancelAnswer",
-    "ClassLive",
-    "ClassRow",
-    "ClassState",
-    "ClassStudents",
     "Health",
     "HistoryItem",
     "HistoryList",
     "LiveRequest",
     "LiveRequests",
-    "Me",
     "ModelLoadState",
     "ModelOrder",
     "ModelRow",
     "Models",
     "Outcome",
-    "PauseBody",
-    "PromptBody",
     "QueueSnapshot",
     "Ready",
     "RequestView",
-    "StudentRow",
     "SubmitAnswer",
     "UpstreamHealth",
     "UpstreamRow",
@@ -209,88 +201,3 @@ class HistoryItem(BaseModel):
 class HistoryList(BaseModel):
     enabled: bool = Field(description="False when the server keeps no history.")
     requests: list[HistoryItem]
-
-
-# ---------------------------------------------------------------------------- the class
-
-
-class Me(BaseModel):
-    """`GET /api/me`: who you are, your budget today, the class's mode, prompt and notice."""
-
-    user: str
-    role: str
-    limited: bool = Field(description="Whether the class rules (pause, budget, prompt) apply.")
-    budget: dict[str, Any] | None = Field(
-        description="limit, used, left (null: unlimited), resets_at (Unix time) and `text`, "
-        "e.g. '7 of 20 prompts left today'; null when not limited."
-    )
-    class_: dict[str, str] = Field(alias="class", description="mode (open|paused), message.")
-    class_prompt: str | None = Field(description="The teacher's instructions for `model`.")
-    class_prompts: dict[str, str] = Field(description="Per model ('*': all models).")
-    notice: str = Field(description="Who can read your conversations.")
-
-
-class ClassState(BaseModel):
-    """The class as a teacher steers it."""
-
-    mode: str
-    message: str
-    prompts: dict[str, str] = Field(description="Class prompt per model ('*': all models).")
-    notice: str
-    budget: dict[str, Any] = Field(description="default, per-student overrides, resets_at.")
-
-
-class PauseBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    message: str = Field("", max_length=500, description="What students read while paused.")
-
-
-class PromptBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(max_length=20_000, description="Instructions; empty removes them.")
-    model: str | None = Field(None, description="One model's (null: all models).")
-
-
-class BudgetBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prompts: int = Field(0, ge=0, description="Prompts per day (0: unlimited).")
-    tokens: int = Field(0, ge=0, description="Reply tokens per day (0: unlimited).")
-
-
-class ClassRow(BaseModel):
-    """One live request in the teacher's view."""
-
-    id: str
-    user: str
-    model: str
-    status: str
-    position: int | None
-    waiting_s: float = Field(description="Time in line so far (or before it started).")
-    running_s: float | None = Field(description="Time since it started; null while waiting.")
-    tokens: int
-
-
-class ClassLive(BaseModel):
-    mode: str
-    message: str
-    running: list[ClassRow]
-    waiting: list[ClassRow]
-
-
-class StudentRow(BaseModel):
-    user: str
-    role: str | None = Field(description="Of their last request today (null: before a restart).")
-    prompts: int
-    tokens: int
-    errors: int
-    live: int = Field(description="Requests waiting or running now.")
-    budget: dict[str, Any] | None = Field(description="As in /api/me; null when not limited.")
-
-
-class ClassStudents(BaseModel):
-    day_start: float
-    resets_at: float
-    students: list[StudentRow]

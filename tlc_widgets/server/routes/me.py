@@ -16,8 +16,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from ..class_schemas import Me
 from ..deps import Caller, Service
-from ..schemas import Me
 
 __all__ = ["router"]
 

@@ -6,6 +6,8 @@
     PUT    /api/class/prompt {text, model}   the class prompt (model null: all; "" removes)
     PUT    /api/class/budget {prompts, tokens}          the class's daily budget (0: none)
     PUT    /api/class/budget/{user} {prompts, tokens}   one student's; DELETE: the class's
+    POST   /api/class/session {label}        budgets count from now, from zero (a lab)
+    DELETE /api/class/session                back to counting by day
     GET    /api/class/live                   who waits and who runs, and for how long
     GET    /api/class/students               per user today: prompts, tokens, errors, left
     GET    /api/class/students/{user}/history           a student's conversations
@@ -34,22 +36,21 @@ from ...protocol import ErrorCode, Status
 from ..api_error import ApiError
 from ..auth import Role
 from ..budgets import Budget, Usage
-from ..deps import Teacher
-from ..export import csv_lines, jsonl_lines, parse_since
-from ..records import Record
-from ..schemas import (
+from ..class_schemas import (
     BudgetBody,
-    CancelAnswer,
     ClassLive,
     ClassRow,
     ClassState,
     ClassStudents,
-    HistoryItem,
-    HistoryList,
     PauseBody,
     PromptBody,
+    SessionBody,
     StudentRow,
 )
+from ..deps import Teacher
+from ..export import csv_lines, jsonl_lines, parse_since
+from ..records import Record
+from ..schemas import CancelAnswer, HistoryItem, HistoryList
 from ..service import QueueService
 from ..views import live as live_requests
 from .requests import describe
@@ -113,6 +114,20 @@ async def student_budget_reset(user: str, service: Teacher) -> ClassState:
     return _state(service)
 
 
+@router.post("/session", response_model=ClassState)
+async def start_session(body: SessionBody, service: Teacher) -> ClassState:
+    """Budgets count per session from now: everyone starts from zero, until it is ended."""
+    service.classroom.start_session(body.label)
+    return _state(service)
+
+
+@router.delete("/session", response_model=ClassState)
+async def end_session(service: Teacher) -> ClassState:
+    """Back to daily budgets, with the day's counts (the session's included)."""
+    await service.classroom.end_session(service.history)
+    return _state(service)
+
+
 @router.get("/live", response_model=ClassLive)
 async def live(service: Teacher) -> ClassLive:
     """Who runs and for how long, then who waits, in the order they would start."""
@@ -163,7 +178,12 @@ async def students(service: Teacher) -> ClassStudents:
                 budget=budgets.left(user) if service.classroom.governs(role) else None,
             )
         )
-    return ClassStudents(day_start=budgets.day_start, resets_at=budgets.resets_at, students=rows)
+    return ClassStudents(
+        day_start=budgets.day_start,
+        resets_at=budgets.resets_at,
+        session=budgets.session,
+        students=rows,
+    )
 
 
 @router.get("/students/{user}/history", response_model=HistoryList)

@@ -103,10 +103,16 @@ function renderClass(state) {
   const d = state.budget.default;
   const own = Object.entries(state.budget.students)
     .map(([u, b]) => `${u}: ${b.prompts || "∞"} prompts, ${b.tokens || "∞"} tokens`);
+  const session = state.budget.session;
+  const per = session ? "a session" : "a day";
+  $("budget-period").textContent = session ? `per session (${session.label || "unnamed"})` : "per day";
+  $("session-end").hidden = !session;
   $("budget-now").textContent =
-    `Class: ${d.prompts || "unlimited"} prompts, ${d.tokens || "unlimited"} reply tokens a day` +
+    `Class: ${d.prompts || "unlimited"} prompts, ${d.tokens || "unlimited"} reply tokens ${per}` +
     (own.length ? ` · own budgets: ${own.join("; ")}` : "") +
-    ` · resets ${new Date(state.budget.resets_at * 1000).toLocaleString()}`;
+    (session
+      ? ` · counting since ${new Date(session.started_at * 1000).toLocaleTimeString()}`
+      : ` · resets ${new Date(state.budget.resets_at * 1000).toLocaleString()}`);
   const model = $("prompt-model").value || "*";
   if (document.activeElement !== $("prompt-text")) {
     $("prompt-text").value = state.prompts[model] || "";
@@ -229,6 +235,11 @@ function wire() {
     const user = $("budget-user").value.trim();
     if (user) act(() => json("DELETE", `api/class/budget/${encodeURIComponent(user)}`));
   });
+  $("session-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    act(() => json("POST", "api/class/session", { label: $("session-label").value }));
+  });
+  $("session-end").addEventListener("click", () => act(() => json("DELETE", "api/class/session")));
   $("prompt-model").addEventListener("change", () => $("prompt-text").blur() || refresh());
   $("prompt-form").addEventListener("submit", (e) => {
     e.preventDefault();

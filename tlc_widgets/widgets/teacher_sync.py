@@ -1,0 +1,218 @@
+"""The teacher's view, kernel side: poll `/api/class/*` into traits, and carry out the
+actions the view sends (pause, budgets, the class prompt, cancel, read, export).
+
+    >>> unique_path(Path("no-such-folder"), "tlc-class-2026-11-29.csv").name
+    'tlc-class-2026-11-29.csv'
+    >>> check_action({"k": "budget", "prompts": "20", "tokens": 0})
+    'Budgets are whole numbers of 0 or more (0: no limit).'
+
+The browser never calls the queue server itself: a page inside JupyterLab is another origin,
+and the server's guard refuses cross-origin calls that change something (as it must). The
+kernel calls it instead, with the chat panel's identity (`TLC_SERVER_URL`, `TLC_API_KEY` or
+the Hub token), and writes what it read into the widget's traits; the view's buttons come
+back as custom messages `{"k": action, …}`.
+
+Errors are sentences: the server's `message` in `error` (the poll) or `notice` (an action).
+A 401/403 sets `denied` and stops polling until the view asks again (`{"k": "refresh"}`):
+a student who opens the view is told why, once, not every two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..client import AccessDenied, TLCError
+from ..client.teacher import ClassClient, export_name
+
+__all__ = ["ClassSync", "TraitSink", "check_action", "unique_path"]
+
+#: What each action needs besides `k`, and of which type.
+ACTIONS: dict[str, dict[str, type]] = {
+    "refresh": {},
+    "pause": {"message": str},
+    "resume": {},
+    "prompt": {"text": str},
+    "budget": {"prompts": int, "tokens": int},
+    "budget_reset": {"user": str},
+    "cancel": {"id": str},
+    "read": {"user": str},
+    "export": {"format": str},
+}
+
+
+class TraitSink(Protocol):
+    """The traits `ClassSync` writes (`TeacherPanel`'s)."""
+
+    live: dict[str, Any]
+    students: dict[str, Any]
+    klass: dict[str, Any]
+    models: list[dict[str, Any]]
+    reader: dict[str, Any]
+    error: str
+    denied: bool
+    notice: dict[str, Any]
+    updated: float
+
+
+def check_action(msg: dict[str, Any]) -> str | None:
+    """None if `msg` is an action this view knows, with the fields it needs; else why not."""
+    fields = ACTIONS.get(str(msg.get("k")))
+    if fields is None:
+        return f"The teacher's view does not know the action {msg.get('k')!r}."
+    for name, kind in fields.items():
+        value = msg.get(name)
+        if kind is int and (type(value) is not int or value < 0):
+            return "Budgets are whole numbers of 0 or more (0: no limit)."
+        if kind is str and not isinstance(value, str):
+            return f"The action {msg['k']!r} needs a text {name!r}."
+    if msg["k"] == "export" and msg["format"] not in ("jsonl", "csv"):
+        return "Export as 'jsonl' or 'csv'."
+    return None
+
+
+def unique_path(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name` with -2, -3 … before its suffix: an export never overwrites."""
+    path = folder / name
+    stem, suffix = path.stem, path.suffix
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}{suffix}"
+    return path
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 1000 else f"{n / 1000:.1f} kB"
+
+
+class ClassSync:
+    """Polls every `interval_s` into `view`; `act(msg)` runs one action, then polls."""
+
+    def __init__(
+        self, view: TraitSink, client: ClassClient, interval_s: float, folder: Path
+    ) -> None:
+        self.view, self.client, self.interval_s, self.folder = view, client, interval_s, folder
+        self._exported = ""
+        self._again = asyncio.Event()
+
+    async def poll_forever(self) -> None:
+        """Poll until cancelled; while denied, wait until the view asks again."""
+        await self._load_models()
+        while True:
+            if not await self.poll() and self.view.denied:
+                self._again.clear()
+                await self._again.wait()
+                continue
+            await asyncio.sleep(self.interval_s)
+
+    async def poll(self) -> bool:
+        """One look at the class; False (and a sentence in `error`) if it failed."""
+        try:
+            live, students, klass = await asyncio.gather(
+                self.client.live(), self.client.students(), self.client.state()
+            )
+        except AccessDenied as exc:
+            self.view.error = await self._denied(exc)
+            self.view.denied = True
+            return False
+        except TLCError as exc:
+            self.view.error = exc.message
+            return False
+        self.view.live, self.view.students, self.view.klass = live, students, klass
+        self.view.error, self.view.denied = "", False
+        self.view.updated = round(time.time(), 3)
+        return True
+
+    async def _load_models(self) -> None:
+        try:
+            models = await self.client.models()
+        except TLCError:
+            return  # the poll says why the server does not answer
+        self.view.models = [
+            {"id": m["id"], "name": m.get("display_name") or m["id"]} for m in models
+        ]
+
+    async def _denied(self, exc: AccessDenied) -> str:
+        """Why this kernel may not see the class, in words: who the server takes it for."""
+        if exc.code != "forbidden":
+            return (
+                f"{exc.message} The teacher's view needs a teacher's key: set TLC_API_KEY "
+                "in the notebook's environment (on a JupyterHub, your Hub login is used)."
+            )
+        try:
+            me = await self.client.me()
+            who = f"{me.get('user')}, a {me.get('role')}"
+        except TLCError:
+            who = "someone without the teacher's role"
+        return (
+            f"The teacher's view is for teachers and admins: the queue server knows you as "
+            f"{who} (403 forbidden). Ask your teacher or admin if you need it."
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    async def act(self, msg: dict[str, Any]) -> None:
+        """Run one action from the view; its outcome (or why it failed) goes in `notice`."""
+        problem = check_action(msg)
+        if problem:
+            self._say(problem, error=True)
+            return
+        if msg["k"] == "refresh":
+            self._again.set()  # a denied view polls again
+            await self.poll()
+            return
+        try:
+            text = await self._run(msg)
+        except TLCError as exc:
+            self._say(exc.message, error=True)
+            return
+        if text:
+            self._say(text, path=self._exported)
+        await self.poll()
+
+    async def _run(self, msg: dict[str, Any]) -> str:
+        c, k = self.client, msg["k"]
+        user = str(msg.get("user") or "").strip() or None
+        self._exported = ""
+        if k == "pause":
+            await c.pause(msg["message"])
+            return "Paused: students' new requests are refused with your message."
+        if k == "resume":
+            await c.resume()
+            return "Open again: students can chat."
+        if k == "prompt":
+            model = msg.get("model") or None
+            await c.set_prompt(msg["text"], model if isinstance(model, str) else None)
+            what = "removed" if not msg["text"] else "set"
+            return f"Class prompt {what} for {model or 'all models'}."
+        if k == "budget":
+            await c.set_budget(msg["prompts"], msg["tokens"], user)
+            return f"Daily budget set for {user or 'the class'}."
+        if k == "budget_reset":
+            if not user:
+                return "Name the student who goes back to the class's budget."
+            await c.reset_budget(user)
+            return f"{user} is back on the class's budget."
+        if k == "cancel":
+            cancelled = await c.cancel_any(msg["id"])
+            return "Request cancelled." if cancelled else "That request had already ended."
+        if k == "read":
+            assert user is not None, "check_action: read needs a user"
+            requests = await c.student_history(user, limit=int(msg.get("limit") or 20))
+            self.view.reader = {"user": user, "requests": requests}
+            return ""
+        return await self._export(msg["format"], msg.get("since") or None)
+
+    async def _export(self, fmt: str, since: str | None) -> str:
+        assert fmt in ("jsonl", "csv")
+        path = unique_path(self.folder, export_name("jsonl" if fmt == "jsonl" else "csv"))
+        size = await self.client.export("jsonl" if fmt == "jsonl" else "csv", path, since)
+        self._exported = str(path)
+        return f"Exported the class's history ({_size(size)}) to {path.name}, beside the notebook."
+
+    def _say(self, text: str, error: bool = False, path: str = "") -> None:
+        """The last action's outcome; `path`: the file an export wrote (shown in full)."""
+        self.view.notice = {"text": text, "error": error, "path": path}

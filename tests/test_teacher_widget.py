@@ -1,0 +1,191 @@
+"""`TeacherPanel` without a kernel or a browser: the widget on this test's loop, against a
+real queue server with the class's keys (tests/class_keys.py). The view's messages go in by
+the same handler the comm calls; the kernel and the browser have their own tests
+(test_teacher_widget_kernel.py, test_teacher_widget_browser.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tlc_widgets.client.teacher import ClassClient, export_name
+from tlc_widgets.serving import BackgroundServer
+from tlc_widgets.widgets.teacher import TeacherPanel
+from tlc_widgets.widgets.teacher_sync import check_action, unique_path
+
+from .class_keys import ADA, ADA_KEY, BOB, KEYS, TINA_KEY
+from .conftest import collect, hold_slot, practice_server, queue_server, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[BackgroundServer, BackgroundServer]]:
+    with practice_server(parallel=1) as practice:
+        with queue_server(practice.url + "/v1", keys=KEYS, budget_prompts_per_day=20) as queue:
+            yield practice, queue
+
+
+async def _until(panel: TeacherPanel, check: Any, what: str) -> None:
+    async def ok() -> bool:
+        return bool(check(panel))
+
+    await wait_until(ok, what)
+
+
+def test_actions_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
+    assert check_action({"k": "pause", "message": "quiz"}) is None
+    assert check_action({"k": "budget", "prompts": 20, "tokens": 0, "user": None}) is None
+    assert check_action({"k": "budget", "prompts": -1, "tokens": 0}) == (
+        "Budgets are whole numbers of 0 or more (0: no limit)."
+    )
+    assert check_action({"k": "budget", "prompts": True, "tokens": 0}) is not None  # not a bool
+    assert check_action({"k": "read"}) == "The action 'read' needs a text 'user'."
+    assert check_action({"k": "export", "format": "xlsx"}) == "Export as 'jsonl' or 'csv'."
+    assert check_action({"k": "drop_tables"}) == (
+        "The teacher's view does not know the action 'drop_tables'."
+    )
+    (tmp_path / "tlc-class-2026-11-29.csv").write_text("")
+    (tmp_path / "tlc-class-2026-11-29-2.csv").write_text("")
+    assert unique_path(tmp_path, "tlc-class-2026-11-29.csv").name == "tlc-class-2026-11-29-3.csv"
+    assert export_name("jsonl", day="2026-11-29") == "tlc-class-2026-11-29.jsonl"
+
+
+async def test_the_teacher_sees_the_class_and_steers_it(
+    servers: tuple[BackgroundServer, BackgroundServer], tmp_path: Path
+) -> None:
+    practice, queue = servers
+    async with httpx.AsyncClient(base_url=queue.url, headers=ADA) as ada:
+        first = (await ada.post("/api/requests", json={"prompt": "What is a coroutine?"})).json()
+        await collect(ada, first["id"])
+        async with httpx.AsyncClient(base_url=queue.url, headers=BOB) as bob:
+            holder = await hold_slot(bob, practice.url)
+        waiting = (await ada.post("/api/requests", json={"prompt": "and a task?"})).json()["id"]
+
+        client = ClassClient(queue.url, api_key=TINA_KEY)
+        panel = TeacherPanel(client, interval_s=0.05, folder=tmp_path)
+        try:
+            await _until(panel, lambda p: len(p.live.get("waiting", [])) == 1, "the live view")
+            assert [r["user"] for r in panel.live["running"]] == ["bob"]
+            assert panel.live["waiting"][0]["id"] == waiting
+            await _until(panel, lambda p: len(p.students.get("students", [])) == 2, "students")
+            row = panel.students["students"][0]
+            assert (row["user"], row["prompts"], row["budget"]["text"]) == (
+                "ada",
+                2,
+                "18 of 20 prompts left today",
+            )
+            assert (panel.error, panel.denied, panel.klass["mode"]) == ("", False, "open")
+            assert panel.models and panel.models[0]["id"]
+
+            # A pause from the view (the handler the comm calls): students are refused.
+            message = "Chat is paused for the quiz until 10:30"
+            panel._on_view_message(panel, {"k": "pause", "message": message}, [])
+            await _until(panel, lambda p: p.klass.get("mode") == "paused", "the pause")
+            refused = await ada.post("/api/requests", json={"prompt": "one more?"})
+            assert (refused.status_code, refused.json()["error"]["code"]) == (423, "class_paused")
+            assert message in refused.json()["error"]["message"]
+            assert panel.live["message"] == message and not panel.notice["error"]
+            await panel.resume()
+            assert panel.klass["mode"] == "open"
+
+            await panel.set_budget(prompts=5, user="ada")
+            assert panel.klass["budget"]["students"]["ada"]["prompts"] == 5
+            assert panel.notice["text"] == "Daily budget set for ada."
+            await panel.act({"k": "budget", "prompts": "lots", "tokens": 0})
+            assert panel.notice == {
+                "text": "Budgets are whole numbers of 0 or more (0: no limit).",
+                "error": True,
+                "path": "",
+            }
+            await panel.set_prompt("Answer in French.")
+            assert panel.klass["prompts"] == {"*": "Answer in French."}
+
+            await panel.cancel(waiting)
+            assert panel.notice["text"] == "Request cancelled."
+            assert [r["id"] for r in panel.live["waiting"]] == []
+            status = (await ada.get(f"/api/requests/{waiting}")).json()
+            assert (status["outcome"]["event"], status["outcome"]["by"]) == ("cancelled", "teacher")
+
+            await panel.read("ada")
+            assert panel.reader["user"] == "ada"
+            said = [m["content"] for r in panel.reader["requests"] for m in r["messages"]]
+            assert "What is a coroutine?" in said
+
+            await panel.export("csv")
+            path = Path(panel.notice["path"])
+            assert path.parent == tmp_path and path.name.startswith("tlc-class-")
+            assert panel.notice["text"].endswith(f"to {path.name}, beside the notebook.")
+            rows = list(csv.DictReader(io.StringIO(path.read_text("utf-8"))))
+            assert "What is a coroutine?" in [r["prompt"] for r in rows]
+            await panel.export("jsonl", since="2000-01-01")
+            lines = Path(panel.notice["path"]).read_text("utf-8").splitlines()
+            assert {json.loads(line)["user"] for line in lines} >= {"ada"}
+            assert not list(tmp_path.glob("*.part"))
+        finally:
+            panel.close()
+            await panel._tasks.wait_others()
+            await ada.delete(f"/api/requests/{holder}", headers=BOB)
+        assert not panel._tasks.running  # polling stopped with the widget
+        assert client._http.is_closed is False  # not the panel's client: the caller closes it
+        await client.aclose()
+
+
+async def test_a_student_is_told_in_a_sentence_and_polling_waits(
+    servers: tuple[BackgroundServer, BackgroundServer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, queue = servers
+    monkeypatch.setenv("TLC_API_KEY", ADA_KEY)  # the identity the chat panel would use
+    panel = TeacherPanel(url=queue.url, interval_s=0.05, folder=tmp_path)
+    try:
+        await _until(panel, lambda p: p.denied, "the refusal")
+        assert panel.error == (
+            "The teacher's view is for teachers and admins: the queue server knows you as "
+            "ada, a student (403 forbidden). Ask your teacher or admin if you need it."
+        )
+        assert panel.live == {} and panel.students == {}  # nothing of the class leaks
+        await panel.refresh()  # asked again: still refused, still a sentence
+        assert panel.denied and "ada, a student" in panel.error
+        await panel.pause("sneaky")
+        assert panel.notice["error"] and panel.notice["text"] == (
+            "Your key does not allow that. Only a teacher or an admin may do this."
+        )
+    finally:
+        panel.close()
+        await panel._tasks.wait_others()
+
+
+async def test_without_a_key_or_a_server_the_view_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TLC_API_KEY", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    with practice_server() as practice:
+        with queue_server(practice.url + "/v1", keys=KEYS) as queue:
+            panel = TeacherPanel(url=queue.url, interval_s=0.05, folder=tmp_path)
+            try:
+                await _until(panel, lambda p: p.denied, "the 401")
+                assert panel.error.startswith("This queue server needs a valid key.")
+                assert "TLC_API_KEY" in panel.error
+            finally:
+                panel.close()
+                await panel._tasks.wait_others()
+    # The server is gone now: a sentence, not a trace; the view keeps trying.
+    panel = TeacherPanel(url=queue.url, interval_s=0.05, folder=tmp_path)
+    try:
+        await _until(panel, lambda p: "is not answering" in p.error, "the outage sentence")
+        assert not panel.denied
+        assert panel.error.startswith(f"The queue server at {queue.url} is not answering")
+    finally:
+        panel.close()
+        await panel._tasks.wait_others()
+    assert panel.client._http.is_closed  # the panel made it, the panel closed it

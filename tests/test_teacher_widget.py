@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -123,12 +124,12 @@ async def test_the_teacher_sees_the_class_and_steers_it(
             path = Path(panel.notice["path"])
             assert path.parent == tmp_path and path.name.startswith("tlc-class-")
             assert panel.notice["text"].endswith(f"to {path.name}, beside the notebook.")
-            rows = list(csv.DictReader(io.StringIO(path.read_text("utf-8"))))
+            rows = list(csv.DictReader(io.StringIO(await anyio.Path(path).read_text("utf-8"))))
             assert "What is a coroutine?" in [r["prompt"] for r in rows]
             await panel.export("jsonl", since="2000-01-01")
-            lines = Path(panel.notice["path"]).read_text("utf-8").splitlines()
+            lines = (await anyio.Path(panel.notice["path"]).read_text("utf-8")).splitlines()
             assert {json.loads(line)["user"] for line in lines} >= {"ada"}
-            assert not list(tmp_path.glob("*.part"))
+            assert not [p async for p in anyio.Path(tmp_path).glob("*.part")]
         finally:
             panel.close()
             await panel._tasks.wait_others()

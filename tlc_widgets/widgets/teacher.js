@@ -36,8 +36,8 @@ function section(title, ...children) {
   return box;
 }
 
-function table(headings, emptyText) {
-  const t = el("table", "tlc-t-table");
+function table(className, headings, emptyText) {
+  const t = el("table", `tlc-t-table ${className}`);
   const head = el("tr");
   for (const h of headings) head.append(el("th", "", h));
   t.append(el("thead"), el("tbody"));
@@ -78,8 +78,8 @@ function render({ model, el: root }) {
   const header = el("div", "tlc-t-header");
   header.append(el("span", "tlc-t-title", "Class"), mode, modeMessage, updated);
 
-  const live = table(["student", "model", "status", "for", "tokens", ""], "Nobody waits or runs.");
-  const students = table(["student", "prompts", "tokens", "errors", "budget left", ""],
+  const live = table("tlc-t-live", ["student", "model", "status", "for", "tokens", ""], "Nobody waits or runs.");
+  const students = table("tlc-t-students", ["student", "prompts", "tokens", "errors", "budget left", ""],
     "Nobody has sent anything today.");
   const resets = el("div", "tlc-t-muted");
 
@@ -218,7 +218,8 @@ function render({ model, el: root }) {
       const block = el("article", "tlc-t-conversation");
       block.append(el("div", "tlc-t-muted",
         `${new Date(item.created * 1000).toLocaleTimeString()} · ${item.model} · ${item.status}`));
-      for (const m of [...(item.messages || []), { role: "assistant", content: item.text }]) {
+      const reply = item.text ? [{ role: "assistant", content: item.text }] : [];
+      for (const m of [...(item.messages || []), ...reply]) {
         block.append(el("p", `tlc-t-msg tlc-t-${m.role}`, `${m.role}: ${messageText(m)}`));
       }
       return block;

@@ -59,6 +59,16 @@ def test_actions_are_checked_before_anything_is_sent(tmp_path: Path) -> None:
     assert export_name("jsonl", day="2026-11-29") == "tlc-class-2026-11-29.jsonl"
 
 
+def test_a_look_that_answers_late_does_not_undo_a_newer_one(tmp_path: Path) -> None:
+    panel = TeacherPanel(url="http://127.0.0.1:9", folder=tmp_path)  # no loop: no polling
+    sync = panel.sync
+    sync._started = 2  # the timer's look (1) and an action's (2) are both out
+    assert sync._latest(2) is True  # the action's answers first and is shown
+    assert sync._latest(1) is False  # the timer's, older, is dropped
+    assert sync._latest(3) is True
+    panel.close()
+
+
 async def test_the_teacher_sees_the_class_and_steers_it(
     servers: tuple[BackgroundServer, BackgroundServer], tmp_path: Path
 ) -> None:
@@ -84,7 +94,8 @@ async def test_the_teacher_sees_the_class_and_steers_it(
                 "18 of 20 prompts left today",
             )
             assert (panel.error, panel.denied, panel.klass["mode"]) == ("", False, "open")
-            assert panel.models and panel.models[0]["id"]
+            await _until(panel, lambda p: p.models, "the model list (for the class prompt)")
+            assert {"practice-small", "practice-fast"} <= {m["id"] for m in panel.models}
 
             # A pause from the view (the handler the comm calls): students are refused.
             message = "Chat is paused for the quiz until 10:30"
@@ -130,6 +141,16 @@ async def test_the_teacher_sees_the_class_and_steers_it(
             lines = (await anyio.Path(panel.notice["path"]).read_text("utf-8")).splitlines()
             assert {json.loads(line)["user"] for line in lines} >= {"ada"}
             assert not [p async for p in anyio.Path(tmp_path).glob("*.part")]
+            panel.sync.folder = tmp_path / "gone"  # a folder that cannot take the file
+            await panel.export("csv")
+            assert panel.notice == {
+                "text": f"Could not write the export in {tmp_path / 'gone'}: "
+                "No such file or directory.",
+                "error": True,
+                "path": "",
+            }
+            await panel.read("  ")
+            assert panel.notice["text"] == "The action 'read' needs a user: it is empty."
         finally:
             panel.close()
             await panel._tasks.wait_others()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..client import AccessDenied, TLCError
-from ..client.teacher import ClassClient, export_name
+from ..client.teacher import ClassClient, ExportFormat, export_name
 
 __all__ = ["ClassSync", "TraitSink", "check_action", "unique_path"]
 
@@ -68,6 +68,8 @@ def check_action(msg: dict[str, Any]) -> str | None:
             return "Budgets are whole numbers of 0 or more (0: no limit)."
         if kind is str and not isinstance(value, str):
             return f"The action {msg['k']!r} needs a text {name!r}."
+        if name in ("user", "id") and not str(value).strip():
+            return f"The action {msg['k']!r} needs a {name}: it is empty."
     if msg["k"] == "export" and msg["format"] not in ("jsonl", "csv"):
         return "Export as 'jsonl' or 'csv'."
     return None
@@ -97,10 +99,10 @@ class ClassSync:
         self.view, self.client, self.interval_s, self.folder = view, client, interval_s, folder
         self._exported = ""
         self._again = asyncio.Event()
+        self._started = self._shown = 0
 
     async def poll_forever(self) -> None:
         """Poll until cancelled; while denied, wait until the view asks again."""
-        await self._load_models()
         while True:
             if not await self.poll() and self.view.denied:
                 self._again.clear()
@@ -110,27 +112,43 @@ class ClassSync:
 
     async def poll(self) -> bool:
         """One look at the class; False (and a sentence in `error`) if it failed."""
+        # Polls overlap (the timer's, an action's): one that started earlier and answers
+        # later must not put the class back as it was before the action.
+        self._started += 1
+        n = self._started
         try:
             live, students, klass = await asyncio.gather(
                 self.client.live(), self.client.students(), self.client.state()
             )
         except AccessDenied as exc:
-            self.view.error = await self._denied(exc)
-            self.view.denied = True
+            sentence = await self._denied(exc)
+            if self._latest(n):
+                self.view.error, self.view.denied = sentence, True
             return False
         except TLCError as exc:
-            self.view.error = exc.message
+            if self._latest(n):
+                self.view.error = exc.message
             return False
-        self.view.live, self.view.students, self.view.klass = live, students, klass
-        self.view.error, self.view.denied = "", False
-        self.view.updated = round(time.time(), 3)
+        if self._latest(n):
+            self.view.live, self.view.students, self.view.klass = live, students, klass
+            self.view.error, self.view.denied = "", False
+            self.view.updated = round(time.time(), 3)
+        if not self.view.models:  # once, when the server first answers
+            await self._load_models()
+        return True
+
+    def _latest(self, n: int) -> bool:
+        """Whether poll `n` is newer than what is shown (and now shows it)."""
+        if n < self._shown:
+            return False
+        self._shown = n
         return True
 
     async def _load_models(self) -> None:
         try:
             models = await self.client.models()
         except TLCError:
-            return  # the poll says why the server does not answer
+            return  # the next poll tries again
         self.view.models = [
             {"id": m["id"], "name": m.get("display_name") or m["id"]} for m in models
         ]
@@ -169,6 +187,9 @@ class ClassSync:
         except TLCError as exc:
             self._say(exc.message, error=True)
             return
+        except OSError as exc:  # an export the folder refuses (read-only, full, gone)
+            self._say(f"Could not write the export in {self.folder}: {exc.strerror}.", True)
+            return
         if text:
             self._say(text, path=self._exported)
         await self.poll()
@@ -192,8 +213,7 @@ class ClassSync:
             await c.set_budget(msg["prompts"], msg["tokens"], user)
             return f"Daily budget set for {user or 'the class'}."
         if k == "budget_reset":
-            if not user:
-                return "Name the student who goes back to the class's budget."
+            assert user is not None, "check_action: budget_reset needs a user"
             await c.reset_budget(user)
             return f"{user} is back on the class's budget."
         if k == "cancel":
@@ -201,15 +221,19 @@ class ClassSync:
             return "Request cancelled." if cancelled else "That request had already ended."
         if k == "read":
             assert user is not None, "check_action: read needs a user"
-            requests = await c.student_history(user, limit=int(msg.get("limit") or 20))
+            limit = msg.get("limit")
+            limit = limit if type(limit) is int and 1 <= limit <= 1000 else 20
+            requests = await c.student_history(user, limit=limit)
             self.view.reader = {"user": user, "requests": requests}
             return ""
-        return await self._export(msg["format"], msg.get("since") or None)
+        since = msg.get("since")
+        return await self._export(msg["format"], since if isinstance(since, str) else None)
 
     async def _export(self, fmt: str, since: str | None) -> str:
-        assert fmt in ("jsonl", "csv")
-        path = unique_path(self.folder, export_name("jsonl" if fmt == "jsonl" else "csv"))
-        size = await self.client.export("jsonl" if fmt == "jsonl" else "csv", path, since)
+        since = since.strip() or None if since else None
+        kind: ExportFormat = "jsonl" if fmt == "jsonl" else "csv"  # check_action: one of two
+        path = unique_path(self.folder, export_name(kind))
+        size = await self.client.export(kind, path, since)
         self._exported = str(path)
         return f"Exported the class's history ({_size(size)}) to {path.name}, beside the notebook."
 

@@ -102,7 +102,7 @@ function render({ model, el: root }) {
       k: "budget", user: budgetUser.value.trim() || null,
       prompts: Number(budgetPrompts.value || 0), tokens: Number(budgetTokens.value || 0),
     })),
-    button("Back to the class's", () => send({ k: "budget_reset", user: budgetUser.value.trim() })));
+    button("Use the class's", () => send({ k: "budget_reset", user: budgetUser.value.trim() })));
 
   const promptModel = el("select", "tlc-t-prompt-model");
   const promptText = el("textarea", "tlc-t-prompt-text");

@@ -134,7 +134,7 @@ async def test_the_teacher_sees_the_class_and_steers_it(
             await panel.export("csv")
             path = Path(panel.notice["path"])
             assert path.parent == tmp_path and path.name.startswith("tlc-class-")
-            assert panel.notice["text"].endswith(f"to {path.name}, beside the notebook.")
+            assert panel.notice["text"].endswith(f"to {path.name}:")
             rows = list(csv.DictReader(io.StringIO(await anyio.Path(path).read_text("utf-8"))))
             assert "What is a coroutine?" in [r["prompt"] for r in rows]
             await panel.export("jsonl", since="2000-01-01")

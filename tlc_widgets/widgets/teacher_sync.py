@@ -97,7 +97,6 @@ class ClassSync:
         self, view: TraitSink, client: ClassClient, interval_s: float, folder: Path
     ) -> None:
         self.view, self.client, self.interval_s, self.folder = view, client, interval_s, folder
-        self._exported = ""
         self._again = asyncio.Event()
         self._started = self._shown = 0
 
@@ -191,13 +190,12 @@ class ClassSync:
             self._say(f"Could not write the export in {self.folder}: {exc.strerror}.", True)
             return
         if text:
-            self._say(text, path=self._exported)
+            self._say(text)
         await self.poll()
 
     async def _run(self, msg: dict[str, Any]) -> str:
         c, k = self.client, msg["k"]
         user = str(msg.get("user") or "").strip() or None
-        self._exported = ""
         if k == "pause":
             await c.pause(msg["message"])
             return "Paused: students' new requests are refused with your message."
@@ -230,12 +228,12 @@ class ClassSync:
         return await self._export(msg["format"], since if isinstance(since, str) else None)
 
     async def _export(self, fmt: str, since: str | None) -> str:
-        since = since.strip() or None if since else None
+        """Write the file, say where (in full: the folder need not be the notebook's)."""
         kind: ExportFormat = "jsonl" if fmt == "jsonl" else "csv"  # check_action: one of two
         path = unique_path(self.folder, export_name(kind))
-        size = await self.client.export(kind, path, since)
-        self._exported = str(path)
-        return f"Exported the class's history ({_size(size)}) to {path.name}, beside the notebook."
+        size = await self.client.export(kind, path, (since or "").strip() or None)
+        self._say(f"Exported the class's history ({_size(size)}) to {path.name}:", path=str(path))
+        return ""
 
     def _say(self, text: str, error: bool = False, path: str = "") -> None:
         """The last action's outcome; `path`: the file an export wrote (shown in full)."""

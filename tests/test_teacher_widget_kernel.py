@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,11 @@ def test_a_teachers_kernel_sees_the_class_and_steers_it_over_the_comm(
         # What a frontend receives: the same view, as trait updates on the widget's comm.
         sent = [s["live"] for s in states(k, comm_id) if "live" in s]
         assert any(w["id"] == waiting for s in sent for w in s.get("waiting", []))
+        updates = states(k, comm_id)
+        size = sum(len(json.dumps(s)) for s in updates)
+        print(
+            f"\nwire: {len(updates)} trait updates, {size / len(updates):.0f} bytes each on average"
+        )
 
         sub = k.create_subshell()
 

@@ -160,6 +160,33 @@ async def test_the_teacher_sees_the_class_and_steers_it(
         await client.aclose()
 
 
+async def test_polling_waits_while_no_view_is_on_screen(
+    servers: tuple[BackgroundServer, BackgroundServer], tmp_path: Path
+) -> None:
+    _, queue = servers
+    client = ClassClient(queue.url, api_key=TINA_KEY)
+    panel = TeacherPanel(client, interval_s=0.05, folder=tmp_path)
+    sync = panel.sync
+    try:
+        await _until(panel, lambda p: p.updated, "a first look (no frontend: it just polls)")
+        assert sync.views is None and sync._watched.is_set()
+        for on in (True, True, False):  # two views; one goes
+            panel._on_view_message(panel, {"k": "view", "on": on}, [])
+        assert (sync.views, sync._watched.is_set()) == (1, True)
+        panel._on_view_message(panel, {"k": "view", "on": False}, [])  # the output cleared
+        assert (sync.views, sync._watched.is_set()) == (0, False)
+        await _until(panel, lambda p: p.sync._started == p.sync._shown, "the last look to end")
+        seen = sync._started
+        panel._on_view_message(panel, {"k": "view", "on": True}, [])  # shown again
+        await _until(panel, lambda p: p.sync._started > seen, "polling to resume")
+        await panel.act({"k": "view", "on": "yes"})
+        assert panel.notice["text"] == "The action 'view' needs true or false in 'on'."
+    finally:
+        panel.close()
+        await panel._tasks.wait_others()
+        await client.aclose()
+
+
 async def test_a_student_is_told_in_a_sentence_and_polling_waits(
     servers: tuple[BackgroundServer, BackgroundServer],
     tmp_path: Path,

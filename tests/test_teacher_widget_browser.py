@@ -31,7 +31,7 @@ from tests.conftest import practice_server, queue_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 
-CELL = "from tlc_widgets import TeacherPanel\nTeacherPanel(interval_s=0.5)"
+CELL = "from tlc_widgets import TeacherPanel\npanel = TeacherPanel(interval_s=0.5)\npanel"
 W = ".tlc-teacher"
 
 
@@ -41,6 +41,21 @@ def _rows(page: Any, table: str) -> list[str]:
             f"{W} table.{table} tbody tr", "rows => rows.map(r => r.innerText.replace(/\\t/g, ' '))"
         )
     )
+
+
+_EXECUTE = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, silent: true, store_history: false });
+  let out = "";
+  future.onIOPub = (msg) => { if (msg.header.msg_type === "stream") out += msg.content.text; };
+  await future.done;
+  return out;
+}"""
+
+
+def in_kernel(page: Any, code: str) -> str:
+    """What `code` printed in the notebook's kernel (run from the page, not as a cell)."""
+    return str(page.evaluate(_EXECUTE, code)).strip()
 
 
 def _setup_class(http: httpx.Client, practice_url: str) -> tuple[str, str]:
@@ -136,4 +151,15 @@ def test_the_teacher_widget_shows_the_class_and_pauses_it(chromium: str, tmp_pat
                     )
                     # The page only ever talked to JupyterLab: the kernel called the server.
                     assert asked and not [u for u in asked if u.startswith(queue.url)]
+
+                    # Its output cleared, nobody sees the view: the kernel stops polling.
+                    assert in_kernel(page, "print(panel.sync.views)") == "1"
+                    page.evaluate(
+                        "() => window.jupyterapp.commands.execute("
+                        "'notebook:clear-all-cell-outputs')"
+                    )
+                    for _ in range(300):  # bounded: until the view's goodbye reaches the kernel
+                        if in_kernel(page, "print(panel.sync.views)") == "0":
+                            break
+                    assert in_kernel(page, "print(panel.sync._watched.is_set())") == "False"
                 http.delete(f"/api/requests/{holder}", headers=BOB)

@@ -242,7 +242,14 @@ function render({ model, el: root }) {
   for (const [name, fn] of handlers) model.on(`change:${name}`, fn);
   promptModel.addEventListener("change", drawClass);
   drawLive(); drawStudents(); drawClass(); drawReader(); drawNotice();
-  return () => { for (const [name, fn] of handlers) model.off(`change:${name}`, fn); };
+  // The kernel polls only while some view is on screen.
+  send({ k: "view", on: true });
+  return () => {
+    for (const [name, fn] of handlers) model.off(`change:${name}`, fn);
+    try {
+      send({ k: "view", on: false });
+    } catch (_) { /* the widget itself was closed: nothing polls any more */ }
+  };
 }
 
 export default { render };

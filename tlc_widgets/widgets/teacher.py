@@ -149,5 +149,7 @@ class TeacherPanel(anywidget.AnyWidget):  # type: ignore[misc]
             on_loop(self._loop, self._start_action, content)
 
     def _start_action(self, msg: dict[str, Any]) -> None:
-        if self._loop is not None:
+        if msg.get("k") == "view" and isinstance(msg.get("on"), bool):
+            self.sync.view_shown(msg["on"])  # at once, in order: no task to race another
+        elif self._loop is not None:
             self.act(msg)

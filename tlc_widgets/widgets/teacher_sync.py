@@ -14,7 +14,9 @@ back as custom messages `{"k": action, …}`.
 
 Errors are sentences: the server's `message` in `error` (the poll) or `notice` (an action).
 A 401/403 sets `denied` and stops polling until the view asks again (`{"k": "refresh"}`):
-a student who opens the view is told why, once, not every two seconds.
+a student who opens the view is told why, once, not every two seconds. Each view says when
+it appears and goes (`{"k": "view", "on": …}`): with none on screen — its output cleared, the
+cell re-run, the notebook closed — the kernel stops polling until one is back.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = ["ClassSync", "TraitSink", "check_action", "unique_path"]
 #: What each action needs besides `k`, and of which type.
 ACTIONS: dict[str, dict[str, type]] = {
     "refresh": {},
+    "view": {"on": bool},
     "pause": {"message": str},
     "resume": {},
     "prompt": {"text": str},
@@ -66,6 +69,8 @@ def check_action(msg: dict[str, Any]) -> str | None:
         value = msg.get(name)
         if kind is int and (type(value) is not int or value < 0):
             return "Budgets are whole numbers of 0 or more (0: no limit)."
+        if kind is bool and type(value) is not bool:
+            return f"The action {msg['k']!r} needs true or false in {name!r}."
         if kind is str and not isinstance(value, str):
             return f"The action {msg['k']!r} needs a text {name!r}."
         if name in ("user", "id") and not str(value).strip():
@@ -98,11 +103,17 @@ class ClassSync:
     ) -> None:
         self.view, self.client, self.interval_s, self.folder = view, client, interval_s, folder
         self._again = asyncio.Event()
+        #: Views on screen, once the first has said so (None: no frontend, e.g. a script).
+        self.views: int | None = None
+        self._watched = asyncio.Event()
+        self._watched.set()
         self._started = self._shown = 0
 
     async def poll_forever(self) -> None:
-        """Poll until cancelled; while denied, wait until the view asks again."""
+        """Poll until cancelled; while denied, wait until the view asks again; while no
+        view is on screen (its output cleared, its notebook closed), wait for one."""
         while True:
+            await self._watched.wait()
             if not await self.poll() and self.view.denied:
                 self._again.clear()
                 await self._again.wait()
@@ -169,6 +180,14 @@ class ClassSync:
             f"{who} (403 forbidden). Ask your teacher or admin if you need it."
         )
 
+    def view_shown(self, on: bool) -> None:
+        """A view appeared (`on`) or went; polling waits while none is on screen."""
+        self.views = max(0, (self.views or 0) + (1 if on else -1))
+        if self.views:
+            self._watched.set()  # polls at once if it was waiting
+        else:
+            self._watched.clear()
+
     # ------------------------------------------------------------------ actions
 
     async def act(self, msg: dict[str, Any]) -> None:
@@ -176,6 +195,9 @@ class ClassSync:
         problem = check_action(msg)
         if problem:
             self._say(problem, error=True)
+            return
+        if msg["k"] == "view":
+            self.view_shown(msg["on"])
             return
         if msg["k"] == "refresh":
             self._again.set()  # a denied view polls again

@@ -12,12 +12,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ChatPanel", "QueueClient", "QueueMonitor", "__version__"]
+__all__ = ["ChatPanel", "QueueClient", "QueueMonitor", "TeacherPanel", "__version__"]
 
 _LAZY = {
     "ChatPanel": "tlc_widgets.widgets.chat",
     "QueueMonitor": "tlc_widgets.widgets.monitor",
     "QueueClient": "tlc_widgets.client",
+    "TeacherPanel": "tlc_widgets.widgets.teacher",
 }
 
 

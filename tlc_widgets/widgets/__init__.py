@@ -1,4 +1,4 @@
-"""Notebook widgets for the queue: `ChatPanel`, `QueueMonitor`, and the `%%chat` magic.
+"""Notebook widgets for the queue: `ChatPanel`, `QueueMonitor`, `TeacherPanel`, `%%chat`.
 
     >>> from tlc_widgets.widgets import ChatPanel, QueueMonitor
     >>> ChatPanel()                                 # doctest: +SKIP
@@ -14,6 +14,7 @@ Each widget is ipywidgets/anywidget on the Python side and a small ES module in 
     reach.py         retry while the server is away, clear the red line when it is back
     inflight.py      kernel exit: cancel what runs monitor.py       QueueMonitor
     magic.py         %%chat (via client.follow)
+    teacher.py       TeacherPanel (the class)     teacher_sync.py  its polling and actions
     loop.py          browser events → the kernel loop (JupyterLab 4.6 sends them via subshells)
 """
 
@@ -21,5 +22,6 @@ from __future__ import annotations
 
 from .chat import ChatPanel
 from .monitor import QueueMonitor
+from .teacher import TeacherPanel
 
-__all__ = ["ChatPanel", "QueueMonitor"]
+__all__ = ["ChatPanel", "QueueMonitor", "TeacherPanel"]

@@ -120,6 +120,15 @@ async def test_the_teacher_sees_the_class_and_steers_it(
             await panel.set_prompt("Answer in French.")
             assert panel.klass["prompts"] == {"*": "Answer in French."}
 
+            await panel.start_session("Lab 3")  # budgets per session, then back to the day
+            assert panel.klass["budget"]["session"]["label"] == "Lab 3"
+            assert panel.students["session"]["label"] == "Lab 3"
+            me = (await ada.get("/api/me")).json()["budget"]
+            assert me["text"] == "5 of 5 prompts left this session"
+            await panel.end_session()
+            assert panel.klass["budget"]["session"] is None
+            assert panel.notice["text"] == "Back to daily budgets."
+
             await panel.cancel(waiting)
             assert panel.notice["text"] == "Request cancelled."
             assert [r["id"] for r in panel.live["waiting"]] == []

@@ -38,10 +38,12 @@ from ..errors import (
 from ..sse import ServerSentEvent
 from .follow import Opened, Reply, Submitted, follow
 from .queue_client import DEFAULT_URL, QueueClient
+from .teacher import ClassClient
 
 __all__ = [
     "DEFAULT_URL",
     "AccessDenied",
+    "ClassClient",
     "ClassPaused",
     "InvalidRequest",
     "ModelNotFound",

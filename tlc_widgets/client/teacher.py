@@ -84,6 +84,15 @@ class ClassClient(QueueClient):
         path = f"/api/class/budget/{quote(user, safe='')}"
         return cast(dict[str, Any], await self._call("DELETE", path))
 
+    async def start_session(self, label: str = "") -> dict[str, Any]:
+        """Budgets count per session from now, from zero, until `end_session`."""
+        body = {"label": label}
+        return cast(dict[str, Any], await self._call("POST", "/api/class/session", json=body))
+
+    async def end_session(self) -> dict[str, Any]:
+        """Back to daily budgets (with the day's counts)."""
+        return cast(dict[str, Any], await self._call("DELETE", "/api/class/session"))
+
     async def cancel_any(self, request_id: str) -> bool:
         """Cancel anyone's live request (its stream ends `cancelled` by `teacher`)."""
         path = f"/api/class/requests/{quote(request_id, safe='')}"

@@ -103,6 +103,11 @@ function render({ model, el: root }) {
       prompts: Number(budgetPrompts.value || 0), tokens: Number(budgetTokens.value || 0),
     })),
     button("Use the class's", () => send({ k: "budget_reset", user: budgetUser.value.trim() })));
+  const sessionLabel = input("session, e.g. Lab 3", "tlc-t-session-label");
+  const sessionEnd = button("Back to per day", () => send({ k: "session_end" }));
+  budgetRow.append(sessionLabel,
+    button("Start a session", () => send({ k: "session", label: sessionLabel.value.trim() })),
+    sessionEnd);
 
   const promptModel = el("select", "tlc-t-prompt-model");
   const promptText = el("textarea", "tlc-t-prompt-text");
@@ -186,8 +191,10 @@ function render({ model, el: root }) {
       if (u.errors) tr.children[3].className = "tlc-t-bad";
       return tr;
     }));
-    resets.textContent = s.resets_at
-      ? `Counts since midnight; budgets reset ${new Date(s.resets_at * 1000).toLocaleString()}.` : "";
+    resets.textContent = s.session
+      ? `Counts since the session "${s.session.label || "unnamed"}" started.`
+      : s.resets_at
+        ? `Counts since midnight; budgets reset ${new Date(s.resets_at * 1000).toLocaleString()}.` : "";
   }
 
   function drawClass() {
@@ -196,8 +203,10 @@ function render({ model, el: root }) {
     const d = b.default || {};
     const own = Object.entries(b.students || {})
       .map(([u, x]) => `${u}: ${x.prompts || "∞"} prompts, ${x.tokens || "∞"} tokens`);
+    sessionEnd.hidden = !b.session;
     budgetNow.textContent = `Class: ${d.prompts || "unlimited"} prompts, ` +
-      `${d.tokens || "unlimited"} reply tokens a day` + (own.length ? ` · own: ${own.join("; ")}` : "");
+      `${d.tokens || "unlimited"} reply tokens ${b.session ? "a session" : "a day"}` +
+      (own.length ? ` · own: ${own.join("; ")}` : "");
     const options = [["", "all models"], ...(model.get("models") || []).map((m) => [m.id, m.name])];
     if (promptModel.options.length !== options.length) {
       const chosen = promptModel.value;

@@ -114,6 +114,13 @@ class TeacherPanel(anywidget.AnyWidget):  # type: ignore[misc]
         """A daily budget for the class (or one `user`); 0: no limit."""
         return self.act({"k": "budget", "prompts": prompts, "tokens": tokens, "user": user})
 
+    def start_session(self, label: str = "") -> asyncio.Task[None]:
+        """Budgets per session: everyone from zero now, until `end_session`."""
+        return self.act({"k": "session", "label": label})
+
+    def end_session(self) -> asyncio.Task[None]:
+        return self.act({"k": "session_end"})
+
     def cancel(self, request_id: str) -> asyncio.Task[None]:
         return self.act({"k": "cancel", "id": request_id})
 

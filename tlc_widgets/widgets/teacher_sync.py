@@ -40,6 +40,8 @@ ACTIONS: dict[str, dict[str, type]] = {
     "prompt": {"text": str},
     "budget": {"prompts": int, "tokens": int},
     "budget_reset": {"user": str},
+    "session": {"label": str},
+    "session_end": {},
     "cancel": {"id": str},
     "read": {"user": str},
     "export": {"format": str},
@@ -236,6 +238,12 @@ class ClassSync:
             assert user is not None, "check_action: budget_reset needs a user"
             await c.reset_budget(user)
             return f"{user} is back on the class's budget."
+        if k in ("session", "session_end"):
+            if k == "session":
+                await c.start_session(msg["label"])
+                return "Session started: budgets count from zero until you end it."
+            await c.end_session()
+            return "Back to daily budgets."
         if k == "cancel":
             cancelled = await c.cancel_any(msg["id"])
             return "Request cancelled." if cancelled else "That request had already ended."

@@ -20,6 +20,7 @@ equal within noise; hub-no-cache shows what one Hub lookup per request would cos
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -65,19 +66,17 @@ def main(argv: Sequence[str] | None = None) -> Result:
             "JUPYTERHUB_API_TOKEN": hub.external_token,
             "JUPYTERHUB_SERVICE_NAME": EXTERNAL,
         }
-        keyed = ws.start(
-            queue_argv(up_v1),
-            "/readyz",
-            name="keys",
-            env={"TLC_KEYS": f"{KEY}:alice:student"} | NO_RATE_LIMIT,
-        )
-        hubbed = ws.start(queue_argv(up_v1), "/readyz", name="hub", env=as_service | NO_RATE_LIMIT)
-        uncached = ws.start(
-            queue_argv(up_v1),
-            "/readyz",
-            name="hub-no-cache",
-            env=as_service | NO_RATE_LIMIT | {"TLC_HUB_CACHE_S": "0"},
-        )
+
+        def queue(name: str, env: dict[str, str]) -> ServerProcess:
+            argv = queue_argv(up_v1)
+            if ns.queue_cmd:  # as bench.servers.start_queue: the flags every bench takes
+                argv = [*shlex.split(ns.queue_cmd), *argv[3:]]
+            given = dict(kv.split("=", 1) for kv in ns.queue_env)
+            return ws.start(argv, "/readyz", name=name, env=env | NO_RATE_LIMIT | given)
+
+        keyed = queue("keys", {"TLC_KEYS": f"{KEY}:alice:student"})
+        hubbed = queue("hub", as_service)
+        uncached = queue("hub-no-cache", as_service | {"TLC_HUB_CACHE_S": "0"})
 
         def client(server: ServerProcess) -> httpx.Client:
             return stack.enter_context(

@@ -1,8 +1,11 @@
 """A real JupyterHub on loopback ports, for the Hub tests and `bench.hub_vs_keys`.
 
-    with running_hub(tmp_path) as hub:           # ~10 s to start here
-        token = hub.token_for("alice")           # a fresh Hub token of alice's
-        httpx.get(hub.url + "/services/tlc/api/queue", headers={"Authorization": f"token {token}"})
+    >>> "access:services!service={service}" in CONFIG   # the roles of docs/jupyterhub.md
+    True
+    >>> with running_hub(Path(tempfile.mkdtemp())) as hub:      # doctest: +SKIP
+    ...     token = hub.token_for("alice")                      # ~10 s to start here
+    ...     httpx.get(f"{hub.url}/services/tlc/api/queue",
+    ...               headers={"Authorization": f"token {token}"})
 
 The Hub is `jupyterhub` from PyPI with the Python `configurable-http-proxy`, the dummy
 authenticator and the simple spawner. People: alice and bob (students), carol (group

@@ -3,6 +3,12 @@
     $ python -m bench.hub_vs_keys                 # 300 requests per path
     $ python -m bench.hub_vs_keys --smoke         # a handful: checks that it runs
 
+    >>> (parse(["--smoke"]).requests, parse([]).requests)
+    (5, 300)
+    >>> result = main(["--smoke"])                # doctest: +SKIP
+    >>> result.data["hub_over_keys_ttft"]         # doctest: +SKIP
+    1.02
+
 A real JupyterHub (`bench/hub.py`, as the Hub tests start it, without its managed service)
 and, in front of one practice model writing with no delay, three queue servers in processes
 of their own, timed in turn in a shuffled order every round (`bench.overhead_paths`):

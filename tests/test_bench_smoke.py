@@ -138,3 +138,22 @@ def test_startup_smoke() -> None:
     medians = result.data["median_s"]
     assert len(medians) == 4 and all(_positive(v) for v in medians.values())
     _goals_sane(result.goals)
+
+
+def test_hub_vs_keys_smoke() -> None:
+    from bench import hub_vs_keys
+    from tests.hub_fixture import require_jupyterhub
+
+    require_jupyterhub()
+    result = hub_vs_keys.main(["--smoke"])
+    paths = result.data["paths"]
+    assert set(paths) == {"direct", "keys", "hub", "hub-no-cache"}
+    for name, path in paths.items():
+        assert path["ttft"]["n"] == result.data["requests"], name
+        assert _positive(path["ttft"]["median"]) and _positive(path["total"]["median"])
+        assert path["distinct_texts"] == 1, name
+    # every path relays the same tokens: who is identified how changes nothing of the reply
+    assert len({p["text"] for p in paths.values()}) == 1
+    assert result.data["hub_added_ttft_s"] == paths["hub"]["added_ttft_s"]
+    assert _positive(result.data["hub_over_keys_ttft"])
+    _goals_sane(result.goals)

@@ -6,12 +6,15 @@
 
 Keys asked for but parsing to none, a key shorter than `MIN_KEY_LENGTH`, a key listed twice,
 or an unknown table or field stop the server from starting, with a sentence naming the entry
-or line (never the key itself).
+or line (never the key itself). A keys file changed while the server runs is read again
+(`keys_reload.py`): a new key works, a removed one gets 401, a changed role applies; a file
+that no longer reads as good keys leaves the old ones in force.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -21,8 +24,11 @@ from ..config import Settings
 from ..protocol import ErrorCode
 from .api_error import ApiError
 from .identity import Identity, Role
+from .keys_reload import KeysWatch
 
 __all__ = ["MIN_KEY_LENGTH", "Keys"]
+
+log = logging.getLogger("tlc.keys")
 
 
 def _digest(key: str) -> bytes:
@@ -33,8 +39,13 @@ def _digest(key: str) -> bytes:
 class Keys:
     """The configured keys; empty (falsy) when there are none."""
 
-    def __init__(self, identities: dict[str, Identity] | None = None) -> None:
+    def __init__(
+        self,
+        identities: dict[str, Identity] | None = None,
+        watch: KeysWatch[dict[str, Identity]] | None = None,
+    ) -> None:
         self._by_digest = {_digest(k): i for k, i in (identities or {}).items()}
+        self._watch = watch  #: the keys file, when there is one: read again when it changes
 
     def __bool__(self) -> bool:
         return bool(self._by_digest)
@@ -46,27 +57,11 @@ class Keys:
     def from_settings(cls, settings: Settings) -> Keys:
         """The keys of `keys_file` and `keys`. Keys asked for but none found, a key shorter
         than `MIN_KEY_LENGTH`, a key listed twice, or an unknown table: `ValueError`."""
-        entries: list[_Entry] = []
+        watch = None
         if settings.keys_file is not None:
-            path = settings.keys_file
-            if not path.is_file():
-                raise ValueError(f"TLC_KEYS_FILE {path} is not a file.")
-            found = _read_toml(path)
-            if not found:
-                raise ValueError(
-                    f'{path} holds no keys: add a [keys."KEY"] table (user, role) per person, '
-                    "or unset TLC_KEYS_FILE to run without keys on loopback."
-                )
-            entries += found
-        if settings.keys is not None:
-            found = _split(settings.keys.get_secret_value())
-            if not found:
-                raise ValueError(
-                    "TLC_KEYS is set but holds no keys: write key:user:role,… or remove the "
-                    "variable to run without keys on loopback."
-                )
-            entries += found
-        return cls(_one_each(entries))
+            # Watched from before the first read: a change during that read is seen later.
+            watch = KeysWatch(settings.keys_file, lambda: _load(settings))
+        return cls(_load(settings), watch)
 
     @classmethod
     def parse(cls, text: str) -> Keys:
@@ -74,6 +69,8 @@ class Keys:
 
     def identify(self, authorization: str | None) -> Identity:
         """The identity an `Authorization` header proves, or `ApiError(unauthorized)`."""
+        if self._watch is not None and self._watch.changed():
+            self._use(self._watch.reload())
         if not authorization:
             raise ApiError(
                 ErrorCode.UNAUTHORIZED,
@@ -85,6 +82,38 @@ class Keys:
         if identity is None:
             raise ApiError(ErrorCode.UNAUTHORIZED, "That key is not known to this server.")
         return identity
+
+    def _use(self, identities: dict[str, Identity] | None) -> None:
+        if identities is None:  # unusable: KeysWatch has said why; the old keys stay
+            return
+        before = len(self._by_digest)
+        self._by_digest = {_digest(k): i for k, i in identities.items()}
+        log.info("keys file read again: %d keys (%d before)", len(self._by_digest), before)
+
+
+def _load(settings: Settings) -> dict[str, Identity]:
+    """Every key of `keys_file` and `keys`, checked (`ValueError` naming what is wrong)."""
+    entries: list[_Entry] = []
+    if settings.keys_file is not None:
+        path = settings.keys_file
+        if not path.is_file():
+            raise ValueError(f"TLC_KEYS_FILE {path} is not a file.")
+        found = _read_toml(path)
+        if not found:
+            raise ValueError(
+                f'{path} holds no keys: add a [keys."KEY"] table (user, role) per person, '
+                "or unset TLC_KEYS_FILE to run without keys on loopback."
+            )
+        entries += found
+    if settings.keys is not None:
+        found = _split(settings.keys.get_secret_value())
+        if not found:
+            raise ValueError(
+                "TLC_KEYS is set but holds no keys: write key:user:role,… or remove the "
+                "variable to run without keys on loopback."
+            )
+        entries += found
+    return _one_each(entries)
 
 
 #: Shorter keys can be guessed or shoulder-surfed; `secrets.token_urlsafe(24)` gives 32.

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -19,7 +20,7 @@ from tlc_widgets.server.history_rows import SCHEMA
 from tlc_widgets.server.routes.teacher import router as class_router
 from tlc_widgets.serving import BackgroundServer
 
-from .class_keys import ADA, BOB, KEYS, ROOT, TINA
+from .class_keys import ADA, ADA_KEY, BOB, KEYS, ROOT, TINA, TINA_KEY
 from .conftest import collect, hold_slot, practice_server, queue_server, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -184,6 +185,29 @@ async def test_the_class_history_exports_as_jsonl_and_csv_over_http_and_with_tlc
     ]
     tlc(["export", "--history", str(path), "--since", str(time.time() + 60)])
     assert capsys.readouterr().out == ""
+
+
+async def test_tlc_export_asks_a_running_server_as_the_teacher_and_a_student_is_told_no(
+    servers: tuple[BackgroundServer, BackgroundServer, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, queue, _ = servers
+    async with httpx.AsyncClient(base_url=queue.url, headers=ADA, timeout=30) as ada:
+        r = await ada.post("/api/requests", json={"prompt": "for the export", "max_tokens": 4})
+        await collect(ada, r.json()["id"])
+    out = tmp_path / "class.csv"
+    argv = ["export", "--server", queue.url, "--format", "csv", "-o", str(out)]
+    monkeypatch.setenv("TLC_API_KEY", TINA_KEY)  # the teacher's key, as the client reads it
+    await anyio.to_thread.run_sync(tlc, argv)  # a sync CLI: off this test's event loop
+    table = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert [(t["id"], t["user"]) for t in table] == [(r.json()["id"], "ada")]
+
+    monkeypatch.setenv("TLC_API_KEY", ADA_KEY)
+    with pytest.raises(SystemExit) as refused:
+        await anyio.to_thread.run_sync(tlc, [*argv[:-1], str(tmp_path / "not.csv")])
+    assert "tlc export:" in str(refused.value) and "teacher" in str(refused.value)
+    assert not (tmp_path / "not.csv").exists()
 
 
 def _async(check: object) -> object:

@@ -83,16 +83,6 @@ def _serve_parser(sub: Any) -> None:
     )
 
 
-def _export_parser(sub: Any) -> None:
-    p = sub.add_parser("export", help="write the class's history as JSON Lines or CSV")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    p.add_argument(
-        "--since", help="only requests since: a date (2026-09-01), date-time or Unix time"
-    )
-    p.add_argument("--history", metavar="PATH", help="the SQLite file (default TLC_HISTORY_PATH)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write here (default: standard output)")
-
-
 def _lessons_parser(sub: Any) -> None:
     p = sub.add_parser("lessons", help="copy the lesson notebooks into a folder")
     p.add_argument("dest", metavar="DIR", help="where to put them (made if missing)")
@@ -205,29 +195,6 @@ def serve(ns: argparse.Namespace) -> None:
         pass
 
 
-def export(ns: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from .config import Settings
-    from .server.export import csv_lines, jsonl_lines, parse_since, read_rows
-
-    path = Path(ns.history or Settings().history_path).expanduser()
-    if not path.is_file():
-        sys.exit(f"tlc export: there is no history file at {path} (see --history)")
-    try:
-        since = parse_since(ns.since)
-    except ValueError as exc:
-        sys.exit(f"tlc export: {exc}")
-    rows = read_rows(path, since)
-    lines = jsonl_lines(rows) if ns.format == "jsonl" else csv_lines(rows)
-    out = open(ns.output, "w", encoding="utf-8", newline="") if ns.output else sys.stdout
-    try:
-        out.writelines(lines)
-    finally:
-        if ns.output:
-            out.close()
-
-
 def lessons(ns: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -261,7 +228,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _practice_parser(sub)
-    _export_parser(sub)
     _lessons_parser(sub)
     try:
         from .lab import add_parser as add_lab_parser
@@ -269,16 +235,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         pass
     else:
         add_lab_parser(sub)
+    from .export_cli import add_parser as add_export_parser
     from .models_cli import add_parser as add_models_parser
 
+    add_export_parser(sub)
     add_models_parser(sub)
     ns = parser.parse_args(argv)
     if ns.command == "serve":
         serve(ns)
     elif ns.command == "practice":
         practice(ns)
-    elif ns.command == "export":
-        export(ns)
     elif ns.command == "lessons":
         lessons(ns)
     else:

@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     HUB_UNAVAILABLE = "hub_unavailable"
     UPSTREAM_REJECTED = "upstream_rejected"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    SLOT_LOST = "slot_lost"
     INTERNAL_ERROR = "internal_error"
     HOST_NOT_ALLOWED = "host_not_allowed"
     CROSS_ORIGIN = "cross_origin"
@@ -129,6 +130,11 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.REPLY_TOO_LARGE: (
         502,
         "The reply grew larger than this server keeps, so it was stopped; the text so far is kept.",
+    ),
+    ErrorCode.SLOT_LOST: (
+        503,
+        "The queue server lost its place at the model (its shared store did not answer in "
+        "time), so the reply was stopped; the text so far is kept, send it again.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (

@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     UPSTREAM_REJECTED = "upstream_rejected"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     SLOT_LOST = "slot_lost"
+    REPLICA_LOST = "replica_lost"
+    STORE_UNAVAILABLE = "store_unavailable"
     INTERNAL_ERROR = "internal_error"
     HOST_NOT_ALLOWED = "host_not_allowed"
     CROSS_ORIGIN = "cross_origin"
@@ -135,6 +137,15 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
         503,
         "The queue server lost its place at the model (its shared store did not answer in "
         "time), so the reply was stopped; the text so far is kept, send it again.",
+    ),
+    ErrorCode.REPLICA_LOST: (
+        503,
+        "The queue server that was running this request stopped; the text so far is kept, "
+        "send it again.",
+    ),
+    ErrorCode.STORE_UNAVAILABLE: (
+        503,
+        "The shared store of the queue servers is not answering; try again in a moment.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,6 +31,9 @@ from .stats import Stats
 from .store.base import Lease
 from .store.errors import LeaseLost
 from .upstream import StreamResult, UpstreamFailure
+
+if TYPE_CHECKING:
+    from .replica import Replica
 
 __all__ = ["Dispatcher", "error_event"]
 
@@ -65,6 +68,8 @@ class Dispatcher:
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
+        #: with --redis: the shared event logs (any replica's requests), else None
+        self.replica: Replica | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *parts: Any) -> Dispatcher:
@@ -115,6 +120,9 @@ class Dispatcher:
 
     async def open(self) -> None:
         """Connect to shared state before the first request; one process has none."""
+
+    async def accepted(self, record: Record) -> None:
+        """A request joined the line (a replica starts its shared event log here)."""
 
     async def _stream(
         self, record: Record, pool: Pool, lease: Lease | None, on_delta: OnDelta, on_wire: OnWire

@@ -224,6 +224,7 @@ class QueueService:
         self.loads.greet(record)
         self.dispatcher.fill()
         self.mark_dirty()
+        await self.dispatcher.accepted(record)  # with --redis: known to every replica first
         return record
 
     # ------------------------------------------------------------------ ending

@@ -36,6 +36,7 @@ from .catalog import Pool
 from .dispatcher import Dispatcher, OnDelta, OnWire
 from .model_loads import waiting_models
 from .records import Record
+from .replica import Replica
 from .store.base import Lease
 from .store.errors import StoreUnavailable
 from .store.leases import renewing
@@ -102,12 +103,19 @@ class SharedDispatcher(Dispatcher):
         self.client = connect(settings.redis_url.get_secret_value())
         self.slots = RedisSlots(self.client, settings.redis_name, ttl_s=settings.lease_s)
         self.channel = f"tlc:{{{settings.redis_name}}}:freed"
+        self.shared = Replica(self.client, settings, self._tg)
+        self.replica = self.shared
         self._wanted = False  # a fill was asked for since the filler last looked
         self._filling = False  # the filler task runs
 
     async def open(self) -> None:
         await check_redis(self.client)
+        await self.shared.logs.heartbeat(self.shared.lease_s)  # alive before any request
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
+        self._tg.start_soon(self.shared.run, name="replica heartbeat")
+
+    async def accepted(self, record: Record) -> None:
+        await self.shared.follow(record)
 
     def fill(self) -> None:
         """Start waiting requests while places are free (in one task; calls coalesce)."""

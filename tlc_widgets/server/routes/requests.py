@@ -30,6 +30,7 @@ from ..limits import parse_last_event_id
 from ..records import Record
 from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
 from ..service import QueueService
+from ..store.errors import StoreUnavailable
 from ..streams import open_stream, record_frames, sse_response
 
 __all__ = ["SSE_ONLY", "describe", "router"]
@@ -121,12 +122,31 @@ async def events(
     after: Annotated[int | None, Query(ge=0, le=10**9, description="Like Last-Event-ID.")] = None,
 ) -> Response:
     """Server-Sent Events of one request, from the start or after `Last-Event-ID`."""
-    record = visible(service, caller, request_id)
     start = after or 0
     if last_event_id is not None:
         start = parse_last_event_id(last_event_id)
+    if service.store.get(request_id) is None and service.dispatcher.replica is not None:
+        return await _from_shared_log(service, caller, request_id, start)
+    record = visible(service, caller, request_id)
     close = open_stream(service, record.user, record)  # 429 past the caps
     return sse_response(record_frames(service, record, after=start), close)
+
+
+async def _from_shared_log(
+    service: QueueService, caller: Identity, request_id: str, after: int
+) -> Response:
+    """Another replica's request (`--redis`): its events from the shared log, the same bytes
+    its own replica sends. Its end comes from there too, even if that replica died."""
+    replica = service.dispatcher.replica
+    assert replica is not None
+    try:
+        user = await replica.owner(request_id)
+    except StoreUnavailable as down:
+        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    if user is None or not caller.may_see(user):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    close = open_stream(service, user)  # the per-user cap; no disconnect cancel from here
+    return sse_response(replica.frames(request_id, after), close)
 
 
 @router.get("/{request_id}", response_model=RequestView)

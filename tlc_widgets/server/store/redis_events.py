@@ -66,7 +66,7 @@ class EventLogs:
         log is kept `keep_s` more (then forgotten)."""
         key = self._key(request_id)
         with guard(self.client):
-            async with self.client.pipeline(transaction=True) as pipe:
+            async with self.client.pipeline(transaction=False) as pipe:  # one writer per log
                 for n, data in enumerate(frames, start=after + 1):
                     fields = (
                         {"f": data, "t": 1} if last and n == after + len(frames) else {"f": data}

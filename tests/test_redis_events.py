@@ -94,3 +94,40 @@ async def test_a_killed_replicas_request_ends_once_for_a_client_that_moves(
     assert ends[0][0] == "error" and ends[0][1]["code"] == "replica_lost"
     ids = [i for i, _, _ in seen + rest]
     assert ids == list(range(1, len(ids) + 1))  # nothing lost, nothing twice
+
+
+async def test_another_replica_shows_and_cancels_a_request(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    settings: dict[str, Any] = {"redis_url": redis_server.url, "redis_name": uuid.uuid4().hex}
+    with practice_server(tokens_per_second=20) as practice:
+        upstream = practice.url + "/v1"
+        with queue_server(upstream, **settings) as a, queue_server(upstream, **settings) as b:
+            async with (
+                httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+                httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+            ):
+                body = {"prompt": "a long story", "user": "ann", "max_tokens": 400}
+                request_id = (await on_a.post("/api/requests", json=body)).json()["id"]
+
+                async def two_tokens_on_b() -> dict[str, Any] | None:
+                    view: dict[str, Any] = (await on_b.get(f"/api/requests/{request_id}")).json()
+                    return view if view["tokens"] >= 2 else None
+
+                running = await wait_until(two_tokens_on_b, "two tokens, seen on B")
+                cancelled = await on_b.delete(f"/api/requests/{request_id}")
+                again = await on_b.delete(f"/api/requests/{request_id}")
+                on_a_view = (await on_a.get(f"/api/requests/{request_id}")).json()
+                events = await collect(on_a, request_id)
+                missing = await on_b.get("/api/requests/no-such-id")
+    assert running["status"] == "running" and running["user"] == "ann" and running["text"]
+    assert running["model"] == on_a_view["model"] and running["upstream"] == on_a_view["upstream"]
+    assert cancelled.status_code == 200, cancelled.text
+    answer = cancelled.json()
+    assert answer["cancelled"] is True and answer["status"] == "cancelled"
+    assert answer["outcome"] == {"event": "cancelled", "by": "client"}
+    assert again.json()["cancelled"] is False  # it had ended already
+    assert on_a_view["status"] == "cancelled"  # the holder did it
+    assert [n for _, n, _ in events if n in TERMINAL] == ["cancelled"]  # once
+    assert answer["text"] == on_a_view["text"]  # B's view is A's record, from the log
+    assert missing.status_code == 404

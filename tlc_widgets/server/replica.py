@@ -20,6 +20,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -31,6 +32,7 @@ from ..protocol import ErrorCode, event_data
 from ..sse import dumps
 from .dispatcher import error_event
 from .records import Record
+from .shared_view import TERMINAL, view_of
 from .store.errors import StoreUnavailable
 from .store.redis_events import EventLogs
 
@@ -43,6 +45,7 @@ RETRY_S = 0.5  #: a write Redis did not take is tried again this often (nothing 
 #: log on other replicas lags this much, and the writer costs a few round trips per reply
 #: instead of one per token (on the event loop that also serves this replica's own clients)
 GATHER_S = 0.01
+CANCEL_WAIT_S = 3.0  #: how long a cancel on another replica waits for the holder's ending
 
 
 def replica_name() -> str:
@@ -65,7 +68,7 @@ class Replica:
         replica finds it there, and a survivor ends it if this replica dies), then write
         its events to its shared log, from now until its terminal one."""
         try:
-            await self.logs.open(record.id, record.user, self.keep_s)
+            await self.logs.open(record.id, record.user, self.keep_s, record.model)
             opened = True
         except StoreUnavailable as down:  # it runs here all the same; the log tries again
             log.warning("request %s not in the shared log yet: %s", record.id, down)
@@ -82,10 +85,33 @@ class Replica:
         who = await self.logs.owner(request_id)
         return None if who is None else who["user"]
 
+    async def view(self, request_id: str) -> dict[str, Any] | None:
+        """`GET /api/requests/{id}`'s fields for another replica's request, from its log."""
+        who = await self.logs.owner(request_id)
+        if who is None:
+            return None
+        return view_of(request_id, who, await self.logs.logged(request_id))
+
+    async def cancel(self, request_id: str, by: str) -> tuple[dict[str, Any], bool]:
+        """Cancel another replica's request: ask its replica, wait (a few seconds at most)
+        for the ending in the log; (its view then, whether this call cancelled it)."""
+        before = await self.view(request_id)
+        assert before is not None  # the route checked it exists
+        if before["status"] in TERMINAL:
+            return before, False
+        await self.logs.ask_cancel(request_id, by)
+        with anyio.move_on_after(CANCEL_WAIT_S):
+            async for _ in self.logs.frames(request_id, 0, self.ping_s):
+                pass  # until the terminal frame
+        after = await self.view(request_id)
+        assert after is not None
+        ours = (after["outcome"] or {}).get("by") == by and after["status"] == "cancelled"
+        return after, ours
+
     async def _mirror(self, record: Record, opened: bool) -> None:
         keep = self.keep_s
         if not opened:
-            await self._retry(partial(self.logs.open, record.id, record.user, keep))
+            await self._retry(partial(self.logs.open, record.id, record.user, keep, record.model))
         sent = 0
         while True:
             await record.wait_beyond(sent)

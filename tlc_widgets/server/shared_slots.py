@@ -24,6 +24,7 @@ announces nothing; its leases just run out).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -32,6 +33,7 @@ from redis import exceptions
 from redis.asyncio import Redis
 
 from ..config import Settings
+from ..protocol import Cancelled
 from .catalog import Pool
 from .dispatcher import Dispatcher, OnDelta, OnWire
 from .model_loads import waiting_models
@@ -198,7 +200,8 @@ class SharedDispatcher(Dispatcher):
             pass  # the others look once a second anyway
 
     async def _listen(self) -> None:
-        """Fill at each place another replica frees, and once a second while requests wait."""
+        """Fill at each place another replica frees, and once a second while requests wait;
+        cancel what another replica's clients cancel."""
         try:
             while True:
                 try:
@@ -211,13 +214,26 @@ class SharedDispatcher(Dispatcher):
             with anyio.CancelScope(shield=True):
                 await self.client.aclose()
 
+    def _cancel_asked(self, asked: dict[str, str]) -> None:
+        """Another replica's client cancels a request: if it is ours, the same steps as
+        `QueueService.cancel` (its ending then reaches the log, and that client)."""
+        record = self.store.get(asked["id"])
+        if record is None or not record.finish(Cancelled(by=asked["by"])):
+            return
+        if self.scheduler.remove(record.id):
+            self._on_queue_change()
+        self.cancel_running(record)
+
     async def _listen_once(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         try:
+            cancels = self.shared.logs.cancel_channel
             with guard(self.client):
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(self.channel, cancels)
                 while True:
-                    await pubsub.get_message(timeout=LOOK_EVERY_S)
+                    message = await pubsub.get_message(timeout=LOOK_EVERY_S)
+                    if message is not None and message["channel"].decode() == cancels:
+                        self._cancel_asked(json.loads(message["data"]))
                     self.fill()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

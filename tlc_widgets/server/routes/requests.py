@@ -132,6 +132,19 @@ async def events(
     return sse_response(record_frames(service, record, after=start), close)
 
 
+async def _shared_view(service: QueueService, caller: Identity, request_id: str) -> Any:
+    """Another replica's request (`--redis`), rebuilt from its shared log; 404 as always."""
+    replica = service.dispatcher.replica
+    assert replica is not None
+    try:
+        view = await replica.view(request_id)
+    except StoreUnavailable as down:
+        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    if view is None or not caller.may_see(view["user"]):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    return view
+
+
 async def _from_shared_log(
     service: QueueService, caller: Identity, request_id: str, after: int
 ) -> Response:
@@ -152,12 +165,23 @@ async def _from_shared_log(
 @router.get("/{request_id}", response_model=RequestView)
 async def status(request_id: str, service: Service, caller: Caller) -> RequestView:
     """A request's status, the text so far, and its timings."""
+    if service.store.get(request_id) is None and service.dispatcher.replica is not None:
+        return RequestView(**await _shared_view(service, caller, request_id))
     return describe(visible(service, caller, request_id))
 
 
 @router.delete("/{request_id}", response_model=CancelAnswer)
 async def cancel(request_id: str, service: Service, caller: Caller) -> CancelAnswer:
     """Cancel: a queued request leaves the line, a running one's stream is closed."""
+    replica = service.dispatcher.replica
+    if service.store.get(request_id) is None and replica is not None:
+        view = await _shared_view(service, caller, request_id)  # 404 unless theirs to see
+        by = "client" if caller.user in (None, view["user"]) else "admin"
+        try:
+            view, cancelled = await replica.cancel(request_id, by)
+        except StoreUnavailable as down:
+            raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+        return CancelAnswer(**view, cancelled=cancelled)
     record = visible(service, caller, request_id)
     by = "client" if caller.user in (None, record.user) else "admin"
     cancelled = service.cancel(record, by=by)

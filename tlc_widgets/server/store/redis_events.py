@@ -45,14 +45,15 @@ class EventLogs:
         self.client = client
         self.prefix = f"tlc:{{{name}}}:"
         self.replica = replica
+        self.cancel_channel = self.prefix + "cancel"
         self._end = client.register_script(script_text("events.lua"))
 
     def _key(self, request_id: str) -> str:
         return f"{self.prefix}ev:{request_id}"
 
-    async def open(self, request_id: str, user: str, keep_s: float) -> None:
+    async def open(self, request_id: str, user: str, keep_s: float, model: str = "") -> None:
         """Note a request this replica holds (before its first frame is written)."""
-        who = json.dumps({"user": user, "replica": self.replica})
+        who = json.dumps({"user": user, "replica": self.replica, "model": model})
         with guard(self.client):
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.set(f"{self.prefix}who:{request_id}", who, px=_ms(max(keep_s, 86_400)))
@@ -85,6 +86,18 @@ class EventLogs:
         with guard(self.client):
             raw = await self.client.get(f"{self.prefix}who:{request_id}")
         return None if raw is None else dict(json.loads(raw))
+
+    async def logged(self, request_id: str) -> list[bytes]:
+        """Every frame of a request's log so far."""
+        with guard(self.client):
+            entries: Any = await self.client.xrange(self._key(request_id))
+        return [fields[b"f"] for _, fields in entries]
+
+    async def ask_cancel(self, request_id: str, by: str) -> None:
+        """Ask whichever replica holds the request to cancel it (it writes the ending)."""
+        message = json.dumps({"id": request_id, "by": by})
+        with guard(self.client):
+            await self.client.publish(self.cancel_channel, message)
 
     async def frames(self, request_id: str, after: int, idle_s: float) -> AsyncIterator[bytes]:
         """The frames after event `after`, then each new one, until the terminal one; a

@@ -18,19 +18,18 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from redis import exceptions
 from redis.asyncio import Redis
 
 from ..config import Settings
 from ..protocol import ErrorCode, event_data
 from ..sse import dumps
 from .dispatcher import error_event
+from .log_writer import LogWriter
 from .records import Record
 from .shared_view import TERMINAL, view_of
 from .store.errors import StoreUnavailable
@@ -40,11 +39,6 @@ __all__ = ["Replica", "replica_name"]
 
 log = logging.getLogger("tlc.replica")
 
-RETRY_S = 0.5  #: a write Redis did not take is tried again this often (nothing is skipped)
-#: seconds a replica gathers a request's new frames before it writes them to the log: the
-#: log on other replicas lags this much, and the writer costs a few round trips per reply
-#: instead of one per token (on the event loop that also serves this replica's own clients)
-GATHER_S = 0.01
 CANCEL_WAIT_S = 3.0  #: how long a cancel on another replica waits for the holder's ending
 
 
@@ -59,7 +53,7 @@ class Replica:
         self.keep_s = settings.retain_s
         self.lease_s = settings.lease_s
         self.ping_s = settings.ping_interval_s
-        self._tg = task_group
+        self.writer = LogWriter(self.logs, self.keep_s, task_group)
         lost = error_event(ErrorCode.REPLICA_LOST)
         self._lost = dumps(event_data(lost))
 
@@ -73,7 +67,7 @@ class Replica:
         except StoreUnavailable as down:  # it runs here all the same; the log tries again
             log.warning("request %s not in the shared log yet: %s", record.id, down)
             opened = False
-        self._tg.start_soon(self._mirror, record, opened, name=f"log {record.id}")
+        self.writer.follow(record, opened)
 
     async def frames(self, request_id: str, after: int) -> AsyncIterator[bytes]:
         """A request's frames from the shared log (any replica's request)."""
@@ -107,35 +101,6 @@ class Replica:
         assert after is not None
         ours = (after["outcome"] or {}).get("by") == by and after["status"] == "cancelled"
         return after, ours
-
-    async def _mirror(self, record: Record, opened: bool) -> None:
-        keep = self.keep_s
-        if not opened:
-            await self._retry(partial(self.logs.open, record.id, record.user, keep, record.model))
-        sent = 0
-        while True:
-            await record.wait_beyond(sent)
-            frames = record.frames[sent:]
-            last = record.status.terminal  # then the terminal frame is the last of them
-            after, sent = sent, sent + len(frames)
-            try:
-                await self._retry(partial(self.logs.append, record.id, after, frames, last, keep))
-            except exceptions.ResponseError:  # a survivor ended it: we were thought dead
-                log.warning("request %s was ended by another replica", record.id)
-                return
-            if last:
-                return
-            await anyio.sleep(GATHER_S)  # a few frames per round trip, not one per token
-
-    async def _retry(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run `step()` until Redis takes it: the log must have every frame, in order."""
-        while True:
-            try:
-                await step()
-                return
-            except StoreUnavailable as down:
-                log.warning("event log write waits: %s", down)
-                await anyio.sleep(RETRY_S)
 
     async def run(self) -> None:
         """Say this replica is alive; end the requests of replicas that are not."""

@@ -115,6 +115,7 @@ class SharedDispatcher(Dispatcher):
         await self.shared.logs.heartbeat(self.shared.lease_s)  # alive before any request
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
         self._tg.start_soon(self.shared.run, name="replica heartbeat")
+        self._tg.start_soon(self.shared.writer.run, name="event log writer")
 
     async def accepted(self, record: Record) -> None:
         await self.shared.follow(record)

@@ -4,7 +4,7 @@
     >>> async def demo() -> list[bytes]:
     ...     logs = EventLogs(connect("redis://127.0.0.1:6379/0"), name="class-a", replica="r1")
     ...     await logs.open("r-1", user="ann", keep_s=60)
-    ...     await logs.append("r-1", 0, [b"event: queued ...", b"event: done ..."], True, 60)
+    ...     await logs.append(Job("r-1", 0, [b"event: queued ...", b"event: done ..."], True), 60)
     ...     return [f async for f in logs.frames("r-1", after=1, idle_s=15)]
     >>> anyio.run(demo)  # doctest: +SKIP
     [b'event: done ...']
@@ -23,19 +23,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from ...sse import KEEPALIVE
 from .errors import StoreUnavailable
 from .redis_conn import connect, guard, script_text
 
-__all__ = ["EventLogs", "connect"]
+__all__ = ["EventLogs", "Job", "connect"]
 
 #: how long one XREAD blocks (below the client's 2 s socket timeout)
 BLOCK_MS = 1000
+
+
+@dataclass(slots=True)
+class Job:
+    """New frames of one request: events `after + 1` …; `last`: the final one is terminal."""
+
+    request_id: str
+    after: int
+    frames: list[bytes]
+    last: bool
+    open_as: tuple[str, str] | None = None  #: (user, model): note the request first
+
+    @property
+    def next_after(self) -> int:
+        return self.after + len(self.frames)
 
 
 class EventLogs:
@@ -53,33 +70,53 @@ class EventLogs:
 
     async def open(self, request_id: str, user: str, keep_s: float, model: str = "") -> None:
         """Note a request this replica holds (before its first frame is written)."""
-        who = json.dumps({"user": user, "replica": self.replica, "model": model})
         with guard(self.client):
             async with self.client.pipeline(transaction=True) as pipe:
-                pipe.set(f"{self.prefix}who:{request_id}", who, px=_ms(max(keep_s, 86_400)))
-                pipe.hset(f"{self.prefix}live", request_id, self.replica)
+                self._open_into(pipe, request_id, user, model, keep_s)
                 await pipe.execute()
 
-    async def append(
-        self, request_id: str, after: int, frames: Sequence[bytes], last: bool, keep_s: float
-    ) -> None:
-        """Write `frames` as events `after + 1` … ; `last`: the final one is terminal, and the
-        log is kept `keep_s` more (then forgotten)."""
-        key = self._key(request_id)
+    async def append(self, job: Job, keep_s: float) -> None:
+        """Write one job's frames; the log is kept `keep_s` after its terminal one."""
         with guard(self.client):
             async with self.client.pipeline(transaction=False) as pipe:  # one writer per log
-                for n, data in enumerate(frames, start=after + 1):
-                    fields = (
-                        {"f": data, "t": 1} if last and n == after + len(frames) else {"f": data}
-                    )
-                    pipe.xadd(key, fields, id=f"0-{n}")  # type: ignore[arg-type]
-                if last:
-                    pipe.pexpire(key, _ms(keep_s))
-                    pipe.pexpire(f"{self.prefix}who:{request_id}", _ms(keep_s))
-                    pipe.hdel(f"{self.prefix}live", request_id)
-                else:
-                    pipe.pexpire(key, _ms(max(keep_s, 86_400)))  # a log nobody ends still goes
+                self._append_into(pipe, job, keep_s)
                 await pipe.execute()
+
+    def _open_into(
+        self, pipe: Pipeline, request_id: str, user: str, model: str, keep_s: float
+    ) -> None:
+        who = json.dumps({"user": user, "replica": self.replica, "model": model})
+        pipe.set(f"{self.prefix}who:{request_id}", who, px=_ms(max(keep_s, 86_400)))
+        pipe.hset(f"{self.prefix}live", request_id, self.replica)
+
+    def _append_into(self, pipe: Pipeline, job: Job, keep_s: float) -> None:
+        key = self._key(job.request_id)
+        for n, data in enumerate(job.frames, start=job.after + 1):
+            fields = {"f": data, "t": 1} if job.last and n == job.next_after else {"f": data}
+            pipe.xadd(key, fields, id=f"0-{n}")  # type: ignore[arg-type]
+        if job.last:
+            pipe.pexpire(key, _ms(keep_s))
+            pipe.pexpire(f"{self.prefix}who:{job.request_id}", _ms(keep_s))
+            pipe.hdel(f"{self.prefix}live", job.request_id)
+        elif job.frames:
+            pipe.pexpire(key, _ms(max(keep_s, 86_400)))  # a log nobody ends still goes
+
+    async def append_many(self, jobs: Sequence[Job], keep_s: float) -> set[str]:
+        """Every job's frames in one round trip (in order within each request); the ids
+        whose log another replica had ended already (we were taken for dead)."""
+        if not jobs:
+            return set()
+        spans: list[tuple[str, int, int]] = []
+        with guard(self.client):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    first = len(pipe)
+                    if job.open_as is not None:
+                        self._open_into(pipe, job.request_id, *job.open_as, keep_s)
+                    self._append_into(pipe, job, keep_s)
+                    spans.append((job.request_id, first, len(pipe)))
+                results = await pipe.execute(raise_on_error=False)
+        return {rid for rid, a, b in spans if any(isinstance(r, Exception) for r in results[a:b])}
 
     async def owner(self, request_id: str) -> dict[str, str] | None:
         """{"user", "replica"} of a request any replica holds, or None (unknown, or expired)."""

@@ -131,3 +131,33 @@ async def test_another_replica_shows_and_cancels_a_request(
     assert [n for _, n, _ in events if n in TERMINAL] == ["cancelled"]  # once
     assert answer["text"] == on_a_view["text"]  # B's view is A's record, from the log
     assert missing.status_code == 404
+
+
+async def test_a_pause_on_one_replica_holds_on_every_replica(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    settings: dict[str, Any] = {"redis_url": redis_server.url, "redis_name": uuid.uuid4().hex}
+    with practice_server() as practice:
+        upstream = practice.url + "/v1"
+        with queue_server(upstream, **settings) as a, queue_server(upstream, **settings) as b:
+            async with (
+                httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+                httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+            ):
+                assert (await on_a.post("/api/admin/pause")).json()["paused"] is True
+
+                async def b_hears_it() -> bool:  # read on B: asking B to pause would hide it
+                    return bool((await on_b.get("/api/queue")).json().get("paused"))
+
+                await wait_until(b_hears_it, "B to hear of the pause")
+                body = {"prompt": "hi", "user": "ann", "max_tokens": 5}
+                waiting = (await on_b.post("/api/requests", json=body)).json()["id"]
+                status = (await on_b.get(f"/api/requests/{waiting}")).json()["status"]
+                with queue_server(upstream, **settings) as c:  # a replica that starts now
+                    async with httpx.AsyncClient(base_url=c.url, timeout=30) as on_c:
+                        late = (await on_c.get("/api/queue")).json().get("paused")
+                assert (await on_a.post("/api/admin/resume")).json()["paused"] is False
+                events = await collect(on_b, waiting)
+    assert status == "queued"  # B started nothing while the class was paused
+    assert late is True  # a replica that joins a paused class starts paused
+    assert [n for _, n, _ in events if n in TERMINAL] == ["done"]  # the resume reached B

@@ -107,11 +107,41 @@ class SharedDispatcher(Dispatcher):
         self.channel = f"tlc:{{{settings.redis_name}}}:freed"
         self.shared = Replica(self.client, settings, self._tg)
         self.replica = self.shared
+        self.steer_channel = f"tlc:{{{settings.redis_name}}}:paused"  # a key and a channel
         self._wanted = False  # a fill was asked for since the filler last looked
         self._filling = False  # the filler task runs
+        self._opened = False
+
+    @property  # type: ignore[override]
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        """An admin's pause or resume on any replica holds for every replica of the class
+        (a key, for replicas that start later, and a message, for those running now)."""
+        self._paused = value
+        if getattr(self, "_opened", False):  # not for the base class's first `paused = False`
+            self._tg.start_soon(self._share_pause, value, name="share a pause")
+
+    async def _share_pause(self, value: bool) -> None:
+        try:
+            with guard(self.client):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    if value:
+                        pipe.set(self.steer_channel, 1)
+                    else:
+                        pipe.delete(self.steer_channel)
+                    pipe.publish(self.steer_channel, "1" if value else "0")
+                    await pipe.execute()
+        except StoreUnavailable as down:
+            log.warning("the pause holds on this replica only: %s", down)
 
     async def open(self) -> None:
         await check_redis(self.client)
+        with guard(self.client):  # a class paused before this replica started stays paused
+            self._paused = bool(await self.client.exists(self.steer_channel))
+        self._opened = True
         await self.shared.logs.heartbeat(self.shared.lease_s)  # alive before any request
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
         self._tg.start_soon(self.shared.run, name="replica heartbeat")
@@ -230,11 +260,15 @@ class SharedDispatcher(Dispatcher):
         try:
             cancels = self.shared.logs.cancel_channel
             with guard(self.client):
-                await pubsub.subscribe(self.channel, cancels)
+                await pubsub.subscribe(self.channel, cancels, self.steer_channel)
                 while True:
                     message = await pubsub.get_message(timeout=LOOK_EVERY_S)
-                    if message is not None and message["channel"].decode() == cancels:
-                        self._cancel_asked(json.loads(message["data"]))
+                    channel = "" if message is None else message["channel"].decode()
+                    if channel == cancels:
+                        self._cancel_asked(json.loads(message["data"]))  # type: ignore[index]
+                    elif channel == self.steer_channel:
+                        self._paused = message["data"] == b"1"  # type: ignore[index]
+                        self._on_queue_change()
                     self.fill()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(1):

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import collect, practice_server, queue_server, read_events, wait_until
 from tests.counting_upstream import counting_upstream
-from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
+from tests.redis_fixture import RedisServer, redis_server, require_redis_server  # noqa: F401
 from tlc_widgets.config import Settings
 from tlc_widgets.server.service import QueueService
 from tlc_widgets.server.store.errors import StoreUnavailable
@@ -139,3 +139,29 @@ def test_tlc_serve_with_an_unreachable_redis_stops_with_one_sentence() -> None:
         "tlc serve: --redis: nothing answers at redis://127.0.0.1:9; start Redis 7 or Valkey "
         "there, or leave out --redis to run one process alone."
     )
+
+
+@pytest.mark.anyio
+async def test_redis_restarting_holds_requests_back_then_they_run() -> None:
+    """A private redis-server, stopped and started again (empty, as without persistence):
+    meanwhile a request is accepted and waits; another replica's id answers 503 with
+    `store_unavailable`; once Redis is back the request runs and ends once, well."""
+    with RedisServer(require_redis_server()) as redis, practice_server() as practice:
+        settings = shared(redis, redis_name=uuid.uuid4().hex)
+        with queue_server(practice.url + "/v1", **settings) as queue:
+            async with httpx.AsyncClient(base_url=queue.url, timeout=30) as client:
+                body = {"prompt": "hi", "user": "ann", "max_tokens": 5}
+                before = (await client.post("/api/requests", json=body)).json()["id"]
+                assert [n for _, n, _ in await collect(client, before)][-1] == "done"
+                redis.stop()
+                r = await client.post("/api/requests", json=body)
+                assert r.status_code == 202, r.text  # accepted: it waits for Redis
+                waiting = r.json()["id"]
+                status = (await client.get(f"/api/requests/{waiting}")).json()["status"]
+                elsewhere = await client.get("/api/requests/another-replicas-id/events")
+                redis.start()
+                events = await collect(client, waiting)
+    assert status == "queued"  # nothing starts without a lease
+    assert elsewhere.status_code == 503
+    assert elsewhere.json()["error"]["code"] == "store_unavailable"
+    assert [n for _, n, _ in events if n in TERMINAL] == ["done"]

@@ -161,3 +161,36 @@ async def test_a_pause_on_one_replica_holds_on_every_replica(
     assert status == "queued"  # B started nothing while the class was paused
     assert late is True  # a replica that joins a paused class starts paused
     assert [n for _, n, _ in events if n in TERMINAL] == ["done"]  # the resume reached B
+
+
+async def test_a_client_that_moves_to_another_replica_is_not_taken_for_gone(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    grace = {"disconnect_grace_s": 1.5}  # a request whose every reader left ends after this
+    settings: dict[str, Any] = {"redis_url": redis_server.url, "redis_name": uuid.uuid4().hex}
+    with practice_server(tokens_per_second=20) as practice:
+        upstream = practice.url + "/v1"
+        with (
+            queue_server(upstream, **settings, **grace) as a,
+            queue_server(upstream, **settings, **grace) as b,
+        ):
+            async with (
+                httpx.AsyncClient(base_url=a.url, timeout=30) as on_a,
+                httpx.AsyncClient(base_url=b.url, timeout=30) as on_b,
+            ):
+                body = {"prompt": "a long story", "user": "ann", "max_tokens": 100}
+                moved = (await on_a.post("/api/requests", json=body)).json()["id"]
+                left = (await on_a.post("/api/requests", json={**body, "user": "bob"})).json()["id"]
+                for request_id in (moved, left):  # each client reads on A, then leaves A
+                    async for _, name, _ in read_events(on_a, request_id):
+                        if name == "delta":
+                            break
+                rest = [e async for e in read_events(on_b, moved, 1)]  # moved: reads on B
+
+                async def left_ended() -> str | None:
+                    view = (await on_a.get(f"/api/requests/{left}")).json()
+                    return view["outcome"]["by"] if view["status"] == "cancelled" else None
+
+                left_by = await wait_until(left_ended, "the abandoned request to end")
+    assert [n for _, n, _ in rest if n in TERMINAL] == ["done"]  # read to its end on B
+    assert left_by == "disconnect"  # nobody read it anywhere: ended, as without Redis

@@ -124,6 +124,10 @@ class Dispatcher:
     async def accepted(self, record: Record) -> None:
         """A request joined the line (a replica starts its shared event log here)."""
 
+    def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
+        """Every stream of `record` here closed and none came back in the grace time."""
+        cancel()
+
     async def _stream(
         self, record: Record, pool: Pool, lease: Lease | None, on_delta: OnDelta, on_wire: OnWire
     ) -> StreamResult:

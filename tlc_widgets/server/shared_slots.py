@@ -12,20 +12,19 @@ it while the reply streams (`store/leases.renewing`) and releases it at the end,
 upstream never sees more than its `parallel` however many replicas there are. A replica
 killed with `kill -9` renews nothing: its places come back when its leases run out.
 
-What is shared so far is the slots only: each replica keeps its own waiting line, records
-and event streams (docs/scale-out.md, Status). The order within a replica's line is the
-embedded `FairScheduler`'s, unchanged.
-
-`fill()` stays a plain function for its callers; it starts one task that takes leases (a
-network step) and pops requests while places are free. A replica learns that another one
-freed a place from a pub/sub message, and looks once a second anyway (a killed replica
-announces nothing; its leases just run out).
+Each replica keeps its own waiting line (the embedded `FairScheduler`); the event logs
+are `replica.py`'s; what else it shares: pause/resume, cancels (docs/scale-out.md).
+`fill()` stays a plain function; it starts one task that takes leases and pops requests
+while places are free. A replica hears of a place freed elsewhere by pub/sub, and looks
+once a second anyway (a killed replica says nothing; its leases just run out).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -35,6 +34,7 @@ from redis.asyncio import Redis
 from ..config import Settings
 from ..protocol import Cancelled
 from .catalog import Pool
+from .clock import call_later
 from .dispatcher import Dispatcher, OnDelta, OnWire
 from .model_loads import waiting_models
 from .records import Record
@@ -105,12 +105,13 @@ class SharedDispatcher(Dispatcher):
         self.client = connect(settings.redis_url.get_secret_value())
         self.slots = RedisSlots(self.client, settings.redis_name, ttl_s=settings.lease_s)
         self.channel = f"tlc:{{{settings.redis_name}}}:freed"
-        self.shared = Replica(self.client, settings, self._tg)
-        self.replica = self.shared
+        self.replica = self.shared = Replica(self.client, settings, self._tg)
         self.steer_channel = f"tlc:{{{settings.redis_name}}}:paused"  # a key and a channel
         self._wanted = False  # a fill was asked for since the filler last looked
         self._filling = False  # the filler task runs
         self._opened = False
+        self.grace_s = settings.disconnect_grace_s
+        self._checks: set[asyncio.Task[None]] = set()  # abandoned? checks under way
 
     @property  # type: ignore[override]
     def paused(self) -> bool:
@@ -128,10 +129,7 @@ class SharedDispatcher(Dispatcher):
         try:
             with guard(self.client):
                 async with self.client.pipeline(transaction=True) as pipe:
-                    if value:
-                        pipe.set(self.steer_channel, 1)
-                    else:
-                        pipe.delete(self.steer_channel)
+                    pipe.set(self.steer_channel, 1) if value else pipe.delete(self.steer_channel)
                     pipe.publish(self.steer_channel, "1" if value else "0")
                     await pipe.execute()
         except StoreUnavailable as down:
@@ -149,6 +147,29 @@ class SharedDispatcher(Dispatcher):
 
     async def accepted(self, record: Record) -> None:
         await self.shared.follow(record)
+
+    def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
+        """Its client may read it on another replica now (it moved): cancel only if none
+        does, else look again after another grace time. (Called from a timer, outside any
+        task, where anyio cannot start one: an asyncio task.)"""
+
+        async def unless_watched() -> None:
+            try:
+                watched = await self.shared.logs.watched(record.id)
+            except StoreUnavailable:
+                watched = False  # as without Redis: nobody here reads it
+            if not watched:
+                cancel()
+            elif not record.status.terminal:
+                call_later(self.grace_s, again)
+
+        def again() -> None:
+            if record.listeners == 0:
+                self.abandoned(record, cancel)
+
+        task = asyncio.get_running_loop().create_task(unless_watched())
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
 
     def fill(self) -> None:
         """Start waiting requests while places are free (in one task; calls coalesce)."""

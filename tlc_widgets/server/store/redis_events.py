@@ -22,6 +22,7 @@ atomic: never a second terminal event, never one after the holder's own).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = ["EventLogs", "Job", "connect"]
 
 #: how long one XREAD blocks (below the client's 2 s socket timeout)
 BLOCK_MS = 1000
+#: a reader of the shared log says so every BLOCK_MS; the note lasts this long
+WATCH_MS = 5000
 
 
 @dataclass(slots=True)
@@ -139,9 +142,12 @@ class EventLogs:
     async def frames(self, request_id: str, after: int, idle_s: float) -> AsyncIterator[bytes]:
         """The frames after event `after`, then each new one, until the terminal one; a
         keep-alive after `idle_s` without any."""
-        key, last, idle = self._key(request_id), f"0-{after}", 0.0
+        key, last, idle, told = self._key(request_id), f"0-{after}", 0.0, 0.0
         while True:
             try:
+                if time.monotonic() - told >= BLOCK_MS / 1000:  # its replica must not cancel it
+                    told = time.monotonic()
+                    await self._watching(request_id)
                 with guard(self.client):
                     reply: Any = await self.client.xread({key: last}, count=500, block=BLOCK_MS)
                 end = None if reply else await self._ended_before(key, last)
@@ -163,6 +169,15 @@ class EventLogs:
             if b"t" in entries[-1][1]:
                 return
             last = entries[-1][0].decode()
+
+    async def _watching(self, request_id: str) -> None:
+        with guard(self.client):
+            await self.client.set(f"{self.prefix}watch:{request_id}", 1, px=WATCH_MS)
+
+    async def watched(self, request_id: str) -> bool:
+        """Whether a client reads this request on some replica (in the last few seconds)."""
+        with guard(self.client):
+            return bool(await self.client.exists(f"{self.prefix}watch:{request_id}"))
 
     async def _ended_before(self, key: str, after: str) -> bytes | None:
         """The terminal frame, if the log ended at or before `after`: a survivor ends a dead

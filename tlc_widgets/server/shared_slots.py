@@ -189,9 +189,9 @@ class SharedDispatcher(Dispatcher):
             self._filling = False
 
     async def _fill_once(self) -> None:
-        started = False
+        started, models = False, waiting_models(self.scheduler)  # once: it walks the line
         while len(self.scheduler) and not self.closing and not self.paused:
-            for pool in self._candidates():
+            for pool in self._candidates(models):
                 lease = await self.slots.acquire(pool_id(pool), pool.capacity)
                 if lease is None:
                     continue  # another replica holds every place in it
@@ -207,10 +207,10 @@ class SharedDispatcher(Dispatcher):
         if started:
             self._on_queue_change()
 
-    def _candidates(self) -> list[Pool]:
-        """Pools that could start someone waiting, least busy (here) first."""
+    def _candidates(self, models: set[str]) -> list[Pool]:
+        """Pools that could start someone waiting for `models`, least busy (here) first."""
         pools: dict[int, Pool] = {}
-        for model in waiting_models(self.scheduler):
+        for model in models:
             for upstream in self.catalog.ready_on(model):
                 pool = self.catalog.pool_for(upstream, model)
                 if pool.free:  # our own running requests alone may fill it

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -194,3 +195,26 @@ async def test_a_client_that_moves_to_another_replica_is_not_taken_for_gone(
                 left_by = await wait_until(left_ended, "the abandoned request to end")
     assert [n for _, n, _ in rest if n in TERMINAL] == ["done"]  # read to its end on B
     assert left_by == "disconnect"  # nobody read it anywhere: ended, as without Redis
+
+
+async def test_a_replica_that_stops_cleanly_writes_its_endings_for_other_replicas(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """Not `replica_lost` a lease time later: the stop's own ending, written at the stop."""
+    settings: dict[str, Any] = {"redis_url": redis_server.url, "redis_name": uuid.uuid4().hex}
+    with practice_server(tokens_per_second=20) as practice:
+        upstream = practice.url + "/v1"
+        with queue_server(upstream, **settings) as b:
+            async with httpx.AsyncClient(base_url=b.url, timeout=30) as on_b:
+                with queue_server(upstream, **settings, lease_s=60) as a:
+                    async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a:
+                        body = {"prompt": "a long story", "user": "ann", "max_tokens": 400}
+                        request_id = (await on_a.post("/api/requests", json=body)).json()["id"]
+                        async for _, name, _ in read_events(on_b, request_id):
+                            if name == "delta":
+                                break  # it runs on A, and B reads its log
+                # A has stopped (as at SIGTERM); its heartbeat would last 60 s more
+                with anyio.fail_after(10):
+                    events = await collect(on_b, request_id)
+    ends = [(n, d) for _, n, d in events if n in TERMINAL]
+    assert len(ends) == 1 and ends[0][0] == "cancelled" and ends[0][1]["by"] == "shutdown"

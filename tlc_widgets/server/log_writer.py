@@ -32,6 +32,7 @@ log = logging.getLogger("tlc.replica")
 #: other replicas lags this much behind a request's own replica
 GATHER_S = 0.01
 RETRY_S = 0.5  #: a batch Redis did not take is tried again this often
+FINAL_S = 2.0  #: at most this long for the last write, when the replica stops
 
 
 class LogWriter:
@@ -70,22 +71,32 @@ class LogWriter:
             self._wake = anyio.Event()
             await anyio.sleep(GATHER_S)
             batch, self._dirty = self._dirty, {}
-            jobs = [job for job in map(self._job, batch) if job is not None]
-            try:
-                ended = await self.logs.append_many(jobs, self.keep_s)
-            except StoreUnavailable as down:
-                log.warning("event logs wait: %s", down)
+            await self._write(batch)
+
+    async def flush(self) -> None:
+        """Write everything not written yet, once (`FINAL_S` at most), even when cancelled:
+        at a stop, which ends every request first, those endings must reach the log."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(FINAL_S):
+            await self._write(dict.fromkeys(self._records), final=True)
+
+    async def _write(self, batch: dict[str, None], final: bool = False) -> None:
+        jobs = [job for job in map(self._job, batch) if job is not None]
+        try:
+            ended = await self.logs.append_many(jobs, self.keep_s)
+        except StoreUnavailable as down:
+            log.warning("event logs wait: %s", down)
+            if not final:
                 self._dirty = {**batch, **self._dirty}  # again, first, in the same order
                 self._wake.set()
                 await anyio.sleep(RETRY_S)
-                continue
-            for job in jobs:
-                self._unopened.discard(job.request_id)
-                self._written[job.request_id] = job.next_after
-                if job.last or job.request_id in ended:
-                    if job.request_id in ended:  # a survivor ended it: thought dead
-                        log.warning("request %s was ended by another replica", job.request_id)
-                    self._forget(job.request_id)
+            return
+        for job in jobs:
+            self._unopened.discard(job.request_id)
+            self._written[job.request_id] = job.next_after
+            if job.last or job.request_id in ended:
+                if job.request_id in ended:  # a survivor ended it: thought dead
+                    log.warning("request %s was ended by another replica", job.request_id)
+                self._forget(job.request_id)
 
     def _job(self, request_id: str) -> Job | None:
         record = self._records.get(request_id)

@@ -262,7 +262,8 @@ class SharedDispatcher(Dispatcher):
                     log.warning("not hearing about freed slots: %s", down)
                     await anyio.sleep(LOOK_EVERY_S)
                     self.fill()
-        finally:
+        finally:  # the stop: this replica's last endings to the log, then no more Redis
+            await self.shared.writer.flush()
             with anyio.CancelScope(shield=True):
                 await self.client.aclose()
 

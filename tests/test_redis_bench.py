@@ -1,4 +1,4 @@
-"""`python -m bench.redis_queue --smoke` runs to the end and reports every step for both stores.
+"""`python -m bench.redis_queue --smoke` and `bench.redis_ttft --smoke` run to the end and report.
 
 No timing thresholds: the figures are what the benchmark prints, not what a test checks.
 """
@@ -25,3 +25,16 @@ def test_redis_queue_bench_smoke(redis_server: RedisServer) -> None:  # noqa: F8
             figures = stores[store]
             assert figures["n"] > 0, (step, store)
             assert math.isfinite(figures["median"]) and figures["median"] > 0
+
+
+def test_redis_ttft_bench_smoke(redis_server: RedisServer) -> None:  # noqa: F811
+    """`python -m bench.redis_ttft --smoke`: every path measured, every request ended well."""
+    from bench import redis_ttft
+
+    result = redis_ttft.main(["--smoke", "--redis", redis_server.url])
+    paths = result.data["paths"]
+    assert set(paths) == {"direct", "embedded", "redis", "redis-other"}
+    for name, figures in paths.items():
+        assert figures["ttft"]["n"] == 5, name
+        assert 0 < figures["ttft"]["median"] <= figures["total"]["median"], name
+    assert [g.name for g in result.goals] == ["added TTFT, --redis"]

@@ -60,6 +60,13 @@ def _serve_parser(sub: Any) -> None:
         "may use the queue and read its history [TLC_ANYONE_ON_THE_NETWORK]",
     )
     p.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="share the upstreams' slots with other replicas through this Redis 7 / Valkey, "
+        "e.g. redis://127.0.0.1:6379/0 [TLC_REDIS_URL]",
+    )
+    p.add_argument(
         "--upstream-key",
         action="append",
         dest="upstream_keys",
@@ -168,7 +175,13 @@ def serve(ns: argparse.Namespace) -> None:
         keys = Keys.from_settings(settings)
         upstream_keys(settings)
         check_exposure(settings, keyed=bool(keys) or hub_mode(settings))
+        if settings.redis_url is not None:  # replicas that cannot share slots must not start
+            from .server.shared_slots import reach_redis  # the optional redis package
+
+            reach_redis(settings.redis_url.get_secret_value())
         app = create_app(settings)
+    except ImportError:
+        sys.exit("tlc serve: --redis needs the redis package: pip install 'tlc_widgets[redis]'")
     except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
         sys.exit(f"tlc serve: {exc}")
     if hub_mode(settings):

@@ -47,6 +47,9 @@ class ErrorCode(StrEnum):
     HUB_UNAVAILABLE = "hub_unavailable"
     UPSTREAM_REJECTED = "upstream_rejected"
     UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
+    SLOT_LOST = "slot_lost"
+    REPLICA_LOST = "replica_lost"
+    STORE_UNAVAILABLE = "store_unavailable"
     INTERNAL_ERROR = "internal_error"
     HOST_NOT_ALLOWED = "host_not_allowed"
     CROSS_ORIGIN = "cross_origin"
@@ -129,6 +132,20 @@ ERRORS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.REPLY_TOO_LARGE: (
         502,
         "The reply grew larger than this server keeps, so it was stopped; the text so far is kept.",
+    ),
+    ErrorCode.SLOT_LOST: (
+        503,
+        "The queue server lost its place at the model (its shared store did not answer in "
+        "time), so the reply was stopped; the text so far is kept, send it again.",
+    ),
+    ErrorCode.REPLICA_LOST: (
+        503,
+        "The queue server that was running this request stopped; the text so far is kept, "
+        "send it again.",
+    ),
+    ErrorCode.STORE_UNAVAILABLE: (
+        503,
+        "The shared store of the queue servers is not answering; try again in a moment.",
     ),
     ErrorCode.INTERNAL_ERROR: (500, "Something went wrong inside the queue server."),
     ErrorCode.HOST_NOT_ALLOWED: (

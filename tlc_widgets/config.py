@@ -243,6 +243,18 @@ class Settings(HubSettings):
         "every upstream, or URL=KEY pairs, comma-separated.",
     )
 
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Share the upstreams' slots with other `tlc serve` replicas through this "
+        "Redis 7 or Valkey, redis://host:port/db (unset: one process, nothing to install).",
+    )
+    redis_name: str = Field(
+        "default", min_length=1, description="Which shared queue in that Redis (one per class)."
+    )
+    lease_s: float = Field(
+        10, gt=0, description="A replica's hold on a slot ends this long after its last renewal."
+    )
+
     @field_validator("allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _split_guard_lists(cls, value: Any) -> Any:

@@ -16,22 +16,31 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from ..config import Settings
 from ..protocol import ERRORS, Cancelled, Delta, Done, ErrorCode, ErrorEvent
 from .catalog import Catalog, Pool
 from .record_store import RecordStore
 from .records import Record
 from .scheduler import FairScheduler
 from .stats import Stats
-from .upstream import UpstreamFailure
+from .store.base import Lease
+from .store.errors import LeaseLost
+from .upstream import StreamResult, UpstreamFailure
+
+if TYPE_CHECKING:
+    from .replica import Replica
 
 __all__ = ["Dispatcher", "error_event"]
 
 log = logging.getLogger("tlc.dispatcher")
+
+OnDelta = Callable[[Delta], None]
+OnWire = Callable[[str, dict[str, Any], str], None]
 
 
 class Dispatcher:
@@ -59,6 +68,18 @@ class Dispatcher:
         self.dispatched = 0  #: requests started so far
         #: called when an upstream stops answering (the service re-checks at once)
         self.on_upstream_down: Callable[[], None] = lambda: None
+        #: with --redis: the shared event logs (any replica's requests), else None
+        self.replica: Replica | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *parts: Any) -> Dispatcher:
+        """This process's own slots, or, with `redis_url`, slots shared with other replicas
+        (`shared_slots.py`; imported only then: redis is an optional package)."""
+        if settings.redis_url is None:
+            return cls(*parts)
+        from .shared_slots import SharedDispatcher
+
+        return SharedDispatcher(settings, *parts)
 
     @property
     def running(self) -> int:
@@ -81,17 +102,38 @@ class Dispatcher:
                 continue
             pool = free_pool(entry.model)
             assert pool is not None  # pop_next only returns what a free pool accepts
-            pool.busy += 1
-            self._running_by_user[record.user] += 1
-            self.dispatched += 1
-            record.dispatch_no = self.dispatched
-            record.start(pool.upstream.base_url)
-            self.stats.observe_wait(record.started - record.created if record.started else 0.0)
-            self._scopes[record.id] = anyio.CancelScope()
-            self._tg.start_soon(self._run, record, pool, name=f"request {record.id}")
+            self._launch(record, pool)
             started = True
         if started:
             self._on_queue_change()
+
+    def _launch(self, record: Record, pool: Pool, lease: Lease | None = None) -> None:
+        """Count the slot taken and start the request's stream in its own task."""
+        pool.busy += 1
+        self._running_by_user[record.user] += 1
+        self.dispatched += 1
+        record.dispatch_no = self.dispatched
+        record.start(pool.upstream.base_url)
+        self.stats.observe_wait(record.started - record.created if record.started else 0.0)
+        self._scopes[record.id] = anyio.CancelScope()
+        self._tg.start_soon(self._run, record, pool, lease, name=f"request {record.id}")
+
+    async def open(self) -> None:
+        """Connect to shared state before the first request; one process has none."""
+
+    async def accepted(self, record: Record) -> None:
+        """A request joined the line (a replica starts its shared event log here)."""
+
+    def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
+        """Every stream of `record` here closed and none came back in the grace time."""
+        cancel()
+
+    async def _stream(
+        self, record: Record, pool: Pool, lease: Lease | None, on_delta: OnDelta, on_wire: OnWire
+    ) -> StreamResult:
+        """The upstream call itself (a replica holds its slot's lease around it)."""
+        body = record.upstream_body()
+        return await pool.upstream.stream(record.call.endpoint, body, on_delta, on_wire)
 
     def cancel_running(self, record: Record) -> None:
         """Close a running request's upstream stream now (its record has already ended)."""
@@ -99,9 +141,8 @@ class Dispatcher:
         if scope is not None:
             scope.cancel()
 
-    async def _run(self, record: Record, pool: Pool) -> None:
+    async def _run(self, record: Record, pool: Pool, lease: Lease | None = None) -> None:
         scope = self._scopes[record.id]
-        body = record.upstream_body()
         count = self.stats.observe_tokens
 
         # A cancel lands at this task's next await, but lines already read from one chunk
@@ -136,8 +177,7 @@ class Dispatcher:
 
         try:
             with scope:  # a Stop cancels it: nothing below runs, `finally` frees the slot
-                endpoint = record.call.endpoint
-                result = await pool.upstream.stream(endpoint, body, on_delta, on_wire)
+                result = await self._stream(record, pool, lease, on_delta, on_wire)
                 release()
                 record.usage = result.usage
                 record.finish(Done(result.finish_reason, result.usage))
@@ -147,6 +187,9 @@ class Dispatcher:
                 self.on_upstream_down()
             release()
             record.finish(error_event(failure.code, failure.detail))
+        except LeaseLost as lost:  # another replica may hold this slot now: stop, say why
+            release()
+            record.finish(error_event(ErrorCode.SLOT_LOST, str(lost)))
         except Exception:
             log.exception("request %s failed inside the queue server", record.id)
             release()

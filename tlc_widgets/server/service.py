@@ -70,9 +70,8 @@ class QueueService:
         self.scheduler = FairScheduler()
         self.stats = Stats()
         self.catalog = Catalog.from_settings(settings)
-        self.dispatcher = Dispatcher(
-            self.catalog, self.scheduler, self.store, self.stats, task_group, self.mark_dirty
-        )
+        wiring = (self.catalog, self.scheduler, self.store, self.stats, task_group)
+        self.dispatcher = Dispatcher.for_settings(settings, *wiring, self.mark_dirty)
         self.dispatcher.on_upstream_down = self._upstream_down
         self.dispatcher.strict = settings.running_cap_strict
         self.dispatcher.max_reply_bytes = settings.max_reply_bytes
@@ -98,6 +97,7 @@ class QueueService:
         """The service with its background tasks, for the length of an app's lifespan."""
         async with anyio.create_task_group() as tg:
             service = cls(settings, tg, keys_on)
+            await service.dispatcher.open()  # with --redis: Redis answers, or no start
             await service.history.open()
             await service.classroom.recount(service.history)  # today's counts survive a restart
             tg.start_soon(service.history.flush_forever, name="history flush")
@@ -224,6 +224,7 @@ class QueueService:
         self.loads.greet(record)
         self.dispatcher.fill()
         self.mark_dirty()
+        await self.dispatcher.accepted(record)  # with --redis: known to every replica first
         return record
 
     # ------------------------------------------------------------------ ending

@@ -90,8 +90,8 @@ def open_stream(queue: QueueService, user: str, record: Record | None = None) ->
         if record.listeners == 0 and not record.status.terminal:
 
             def cancel_if_abandoned() -> None:
-                if record.listeners == 0:
-                    queue.cancel(record, by="disconnect")
+                if record.listeners == 0:  # (with --redis: unless read on another replica)
+                    queue.dispatcher.abandoned(record, lambda: queue.cancel(record, "disconnect"))
 
             call_later(s.disconnect_grace_s, cancel_if_abandoned)
 

@@ -30,6 +30,7 @@ from ..limits import parse_last_event_id
 from ..records import Record
 from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
 from ..service import QueueService
+from ..store.errors import StoreUnavailable
 from ..streams import open_stream, record_frames, sse_response
 
 __all__ = ["SSE_ONLY", "describe", "router"]
@@ -121,23 +122,66 @@ async def events(
     after: Annotated[int | None, Query(ge=0, le=10**9, description="Like Last-Event-ID.")] = None,
 ) -> Response:
     """Server-Sent Events of one request, from the start or after `Last-Event-ID`."""
-    record = visible(service, caller, request_id)
     start = after or 0
     if last_event_id is not None:
         start = parse_last_event_id(last_event_id)
+    if service.store.get(request_id) is None and service.dispatcher.replica is not None:
+        return await _from_shared_log(service, caller, request_id, start)
+    record = visible(service, caller, request_id)
     close = open_stream(service, record.user, record)  # 429 past the caps
     return sse_response(record_frames(service, record, after=start), close)
+
+
+async def _shared_view(service: QueueService, caller: Identity, request_id: str) -> Any:
+    """Another replica's request (`--redis`), rebuilt from its shared log; 404 as always."""
+    replica = service.dispatcher.replica
+    assert replica is not None
+    try:
+        view = await replica.view(request_id)
+    except StoreUnavailable as down:
+        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    if view is None or not caller.may_see(view["user"]):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    return view
+
+
+async def _from_shared_log(
+    service: QueueService, caller: Identity, request_id: str, after: int
+) -> Response:
+    """Another replica's request (`--redis`): its events from the shared log, the same bytes
+    its own replica sends. Its end comes from there too, even if that replica died."""
+    replica = service.dispatcher.replica
+    assert replica is not None
+    try:
+        user = await replica.owner(request_id)
+    except StoreUnavailable as down:
+        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    if user is None or not caller.may_see(user):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    close = open_stream(service, user)  # the per-user cap; no disconnect cancel from here
+    return sse_response(replica.frames(request_id, after), close)
 
 
 @router.get("/{request_id}", response_model=RequestView)
 async def status(request_id: str, service: Service, caller: Caller) -> RequestView:
     """A request's status, the text so far, and its timings."""
+    if service.store.get(request_id) is None and service.dispatcher.replica is not None:
+        return RequestView(**await _shared_view(service, caller, request_id))
     return describe(visible(service, caller, request_id))
 
 
 @router.delete("/{request_id}", response_model=CancelAnswer)
 async def cancel(request_id: str, service: Service, caller: Caller) -> CancelAnswer:
     """Cancel: a queued request leaves the line, a running one's stream is closed."""
+    replica = service.dispatcher.replica
+    if service.store.get(request_id) is None and replica is not None:
+        view = await _shared_view(service, caller, request_id)  # 404 unless theirs to see
+        by = "client" if caller.user in (None, view["user"]) else "admin"
+        try:
+            view, cancelled = await replica.cancel(request_id, by)
+        except StoreUnavailable as down:
+            raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+        return CancelAnswer(**view, cancelled=cancelled)
     record = visible(service, caller, request_id)
     by = "client" if caller.user in (None, record.user) else "admin"
     cancelled = service.cancel(record, by=by)

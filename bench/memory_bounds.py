@@ -1,0 +1,77 @@
+"""Memory under issue 13's attacks: the queue server's RSS before, at its peak, and after.
+
+    $ python -m bench.memory_bounds --scenario all        # the figures in docs/reliability.md
+    $ python -m bench.memory_bounds --scenario subscribers --quick
+
+- subscribers: one request held waiting (queue paused), 2,000 event streams on it at once.
+- big-replies: 400 replies of 792 KB (3,960 tokens of 200 characters from
+  `bench.fast_upstream`), all submitted at once, 4 running; the peak against a stated bound.
+- one-off-users: 100,000 requests, each from a user never seen before (no keys, `user`
+  varies), 32 at a time; then the idle period (`TLC_RETAIN_S`) and the RSS again.
+
+Each runs against a fresh `tlc serve --slots 4` in a process of its own (RSS from its
+`/proc/<pid>/status`); `--quick` runs small sizes to check that it all works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from bench import rss
+from bench.harness import Result, base_parser, machine, machine_lines, save_json, table
+from bench.servers import Workspace, raise_fd_limit, start_queue, start_uvicorn_app
+
+FULL = {"subscribers": 2000, "big-replies": 400, "one-off-users": 100_000}
+QUICK = {"subscribers": 40, "big-replies": 12, "one-off-users": 300}
+TOKENS, TOKEN_CHARS = 3960, 200  # 792,000 characters a reply: under every default limit
+MB = 2**20
+#: Over retain_bytes: the 4 replies still running (4 × 792 KB, counted when they end) and
+#: the allocator's and the event loop's slack; see docs/reliability.md.
+MARGIN_MB = 64
+
+
+def main(argv: Sequence[str] | None = None) -> Result:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--scenario", choices=[*FULL, "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--idle-s", type=float, help="TLC_RETAIN_S: the idle period (30 s)")
+    ns = parser.parse_args(argv)
+    quick = ns.quick or ns.smoke
+    sizes = QUICK if quick else FULL
+    idle_s = ns.idle_s if ns.idle_s is not None else (1.0 if quick else 30.0)
+    retain_bytes = 4 * MB if quick else 256 * MB  # quick: small enough to be exceeded
+    raise_fd_limit(2 * sizes["subscribers"] + 256)
+    result = Result("memory_bounds", machine())
+    print(machine_lines(result.machine))
+    rows = []
+    for name in FULL if ns.scenario == "all" else [ns.scenario]:
+        n = sizes[name]
+        ns.queue_env = [f"TLC_RETAIN_S={idle_s}", f"TLC_RETAIN_BYTES={retain_bytes}",
+                        "TLC_LOG_LEVEL=warning", *ns.queue_env]  # fmt: skip
+        with Workspace() as ws:
+            env = {"FAST_UPSTREAM_TOKEN_CHARS": str(TOKEN_CHARS)}
+            upstream = start_uvicorn_app(ws, "bench.fast_upstream:app", "upstream", env)
+            queue = start_queue(ws, ns, upstream.url + "/v1", "--slots", "4")
+            port, pid = queue.port, queue.pid
+            if name == "subscribers":
+                data = asyncio.run(rss.subscribers(port, pid, n))
+                outcome = f"{data['answered']}, request {data['request_ended']}"
+            elif name == "big-replies":
+                data = asyncio.run(rss.big_replies(port, pid, n, TOKENS))
+                data["bound_mb"] = data["rss_mb"]["before"] + retain_bytes / MB + MARGIN_MB
+                outcome = f"{data['ended']}; bound {data['bound_mb']:.0f} MB"
+            else:
+                data = asyncio.run(rss.one_off_users(port, pid, n, idle_s))
+                outcome = f"{data['ended']} in {data['seconds']} s; idle {idle_s:g} s"
+        result.data[name] = data
+        mb = data["rss_mb"]
+        rows.append([name, f"{n:,}", outcome, mb["before"], mb["peak"], mb["after"]])
+        print(table(["scenario", "n", "outcome", "RSS before", "peak", "after (MB)"], rows[-1:]))
+    print("\n" + table(["scenario", "n", "outcome", "RSS before", "peak", "after (MB)"], rows))
+    save_json(ns.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

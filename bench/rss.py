@@ -29,14 +29,18 @@ from typing import Any
 
 __all__ = [
     "Rss",
+    "big_replies",
     "error_code",
-    "hold_stream",
+    "fds",
     "last_event",
+    "one_off_users",
+    "open_stream",
     "rss_mb",
     "run_many",
     "send",
     "status_of",
     "streamed",
+    "subscribers",
 ]
 
 MODEL = "fast"  #: the model `bench.fast_upstream` lists
@@ -100,9 +104,13 @@ def status_of(head: bytes) -> int:
 
 
 def last_event(body: bytes) -> str | None:
-    """The name of the last server-sent event in a stream (the terminal one, if it ended)."""
+    """The name of the last server-sent event in a stream (the terminal one, if it ended),
+    and an error's code."""
     names = re.findall(rb"\nevent: ([a-z_]+)\n", body[-4096:])
-    return names[-1].decode() if names else None
+    if not names:
+        return None
+    name = names[-1].decode()
+    return f"{name} {error_code(body[-4096:])}" if name == "error" else name
 
 
 def error_code(response: bytes) -> str | None:
@@ -139,24 +147,21 @@ async def streamed(port: int, user: str, max_tokens: int) -> str | None:
     return last_event(response) if status_of(response) == 200 else error_code(response)
 
 
-async def hold_stream(port: int, path: str, release: asyncio.Event, seen: Counter[str]) -> None:
-    """Open an event stream and keep it open until `release`; count how it was answered
-    (`200`, or the status and error code of a refusal)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def open_stream(port: int, path: str) -> tuple[str, asyncio.StreamWriter | None]:
+    """Open an event stream: how it was answered (`200`, or the status and error code of a
+    refusal) and, if accepted, its connection, left open for the caller to close."""
     try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(_request("GET", path))
         head = await reader.readuntil(b"\r\n\r\n")
-        if status_of(head) == 200:
-            seen["200"] += 1
-            await release.wait()
-        else:
-            seen[f"{status_of(head)} {error_code(await reader.read(-1))}"] += 1
     except (OSError, asyncio.IncompleteReadError) as exc:
-        seen[type(exc).__name__] += 1
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+        return type(exc).__name__, None
+    if status_of(head) == 200:
+        return "200", writer
+    with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        answer = f"{status_of(head)} {error_code(await reader.read(-1))}"
+    writer.close()
+    return answer, None
 
 
 async def run_many(
@@ -189,21 +194,24 @@ async def subscribers(port: int, pid: int, n: int) -> dict[str, Any]:
     await send(port, "POST", "/api/admin/pause")
     submitted = await send(port, "POST", "/api/requests", {"prompt": "Hi", "model": MODEL})
     request_id = json.loads(submitted.split(b"\r\n\r\n", 1)[1])["id"]
-    release, seen = asyncio.Event(), Counter[str]()
+    path = f"/api/requests/{request_id}/events"
     with rss:
-        path = f"/api/requests/{request_id}/events"
-        tasks = [asyncio.create_task(hold_stream(port, path, release, seen)) for _ in range(n)]
-        while sum(seen.values()) < n and not all(t.done() for t in tasks):
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(1.0)  # everything open that will stay open: count, then let go
+        answers = await asyncio.gather(*(open_stream(port, path) for _ in range(n)))
+        await asyncio.sleep(1.0)  # every stream answered; the accepted ones stay open
         open_fds = fds(pid)
         await send(port, "POST", "/api/admin/resume")
         ended = await _wait_ended(port, request_id)
-        release.set()
-        await asyncio.gather(*tasks)
+        for _, writer in answers:
+            if writer is not None:
+                writer.close()
     after = rss.settled()
-    return {"subscribers": n, "answered": dict(seen), "server_fds_at_peak": open_fds,
-            "request_ended": ended, "rss_mb": _mb(before, rss.peak, after)}
+    return {
+        "subscribers": n,
+        "answered": dict(Counter(answer for answer, _ in answers)),
+        "server_fds_at_peak": open_fds,
+        "request_ended": ended,
+        "rss_mb": _mb(before, rss.peak, after),
+    }
 
 
 async def _wait_ended(port: int, request_id: str, timeout_s: float = 30.0) -> str | None:
@@ -244,8 +252,14 @@ async def one_off_users(port: int, pid: int, n: int, idle_s: float) -> dict[str,
     right_after = rss.now()
     await asyncio.sleep(idle_s + 1)
     after = rss.settled()
-    return {"users": n, "warm_up": dict(warm), "ended": dict(outcomes), "seconds": round(took, 1),
-            "idle_s": idle_s, "rss_mb": _mb(baseline, rss.peak, after) | {"end": right_after}}
+    return {
+        "users": n,
+        "warm_up": dict(warm),
+        "ended": dict(outcomes),
+        "seconds": round(took, 1),
+        "idle_s": idle_s,
+        "rss_mb": _mb(baseline, rss.peak, after) | {"end": right_after},
+    }
 
 
 def _mb(before: float, peak: float, after: float) -> dict[str, float]:

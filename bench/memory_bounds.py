@@ -3,7 +3,8 @@
     $ python -m bench.memory_bounds --scenario all        # the figures in docs/reliability.md
     $ python -m bench.memory_bounds --scenario subscribers --quick
 
-- subscribers: one request held waiting (queue paused), 2,000 event streams on it at once.
+- subscribers: 2,000 `/healthz` calls at once (what 2,000 connections cost), then 3 rounds
+  of one request held waiting (queue paused) and 2,000 event streams on it at once.
 - big-replies: 400 replies of 792 KB (3,960 tokens of 200 characters from
   `bench.fast_upstream`), all submitted at once, 4 running; the peak against a stated bound.
 - one-off-users: 100,000 requests, each from a user never seen before (no keys, `user`
@@ -21,12 +22,13 @@ from collections.abc import Sequence
 
 from bench import rss
 from bench.harness import Result, base_parser, machine, machine_lines, save_json, table
-from bench.servers import Workspace, raise_fd_limit, start_queue, start_uvicorn_app
+from bench.servers import PYTHON, Workspace, raise_fd_limit, start_queue
 
 FULL = {"subscribers": 2000, "big-replies": 400, "one-off-users": 100_000}
 QUICK = {"subscribers": 40, "big-replies": 12, "one-off-users": 300}
 TOKENS, TOKEN_CHARS = 3960, 200  # 792,000 characters a reply: under every default limit
 MB = 2**20
+UVICORN = [PYTHON, "-m", "uvicorn", "--log-level", "warning"]
 #: Over retain_bytes: the 4 replies still running (4 × 792 KB, counted when they end) and
 #: the allocator's and the event loop's slack; see docs/reliability.md.
 MARGIN_MB = 64
@@ -55,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
         queue_env = ["TLC_LOG_LEVEL=warning", *env_, *ns.queue_env]
         with Workspace() as ws:
             env = {"FAST_UPSTREAM_TOKEN_CHARS": str(TOKEN_CHARS)}
-            upstream = start_uvicorn_app(ws, "bench.fast_upstream:app", "upstream", env)
+            # A long keep-alive: a pooled connection the upstream closes just as the queue
+            # reuses it breaks a reply (`upstream_error`, ReadError), 5 in 400 with 5 s.
+            argv_ = [*UVICORN, "bench.fast_upstream:app", "--timeout-keep-alive", "300"]
+            upstream = ws.start(argv_, "/v1/models", name="upstream", env=env)
             queue = start_queue(
                 ws,
                 argparse.Namespace(queue_cmd=ns.queue_cmd, queue_env=queue_env),
@@ -66,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
             port, pid = queue.port, queue.pid
             if name == "subscribers":
                 data = asyncio.run(rss.subscribers(port, pid, n))
-                outcome = f"{data['answered']}, request {data['request_ended']}"
+                outcome = (
+                    f"{data['answered']} a round, {data['requests_ended']}; "
+                    f"{n:,} /healthz first: {data['rss_after_healthz_burst_mb']} MB"
+                )
             elif name == "big-replies":
                 data = asyncio.run(rss.big_replies(port, pid, n, TOKENS))
                 data["bound_mb"] = data["rss_mb"]["before"] + retain_bytes / MB + MARGIN_MB

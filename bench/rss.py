@@ -187,30 +187,42 @@ def fds(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
-async def subscribers(port: int, pid: int, n: int) -> dict[str, Any]:
-    """One request held waiting (the queue paused), then `n` event streams on it at once."""
+async def subscribers(port: int, pid: int, n: int, rounds: int = 3) -> dict[str, Any]:
+    """First `n` plain `/healthz` calls at once (what `n` connections at once cost the
+    server, whatever they ask); then, `rounds` times, one request held waiting (the queue
+    paused) and `n` event streams on it at once, the accepted ones held until it ends."""
     rss = Rss(pid)
     before = rss.settled()
-    await send(port, "POST", "/api/admin/pause")
-    submitted = await send(port, "POST", "/api/requests", {"prompt": "Hi", "model": MODEL})
-    request_id = json.loads(submitted.split(b"\r\n\r\n", 1)[1])["id"]
-    path = f"/api/requests/{request_id}/events"
+    await asyncio.gather(*(send(port, "GET", "/healthz") for _ in range(n)))
+    after_control = rss.settled()
+    answered: Counter[str] = Counter()
+    ends, open_fds, after_rounds = Counter[str](), 0, []
     with rss:
-        answers = await asyncio.gather(*(open_stream(port, path) for _ in range(n)))
-        await asyncio.sleep(1.0)  # every stream answered; the accepted ones stay open
-        open_fds = fds(pid)
-        await send(port, "POST", "/api/admin/resume")
-        ended = await _wait_ended(port, request_id)
-        for _, writer in answers:
-            if writer is not None:
-                writer.close()
-    after = rss.settled()
+        for _ in range(rounds):
+            await send(port, "POST", "/api/admin/pause")
+            body = {"prompt": "Hi", "model": MODEL}
+            submitted = await send(port, "POST", "/api/requests", body)
+            request_id = json.loads(submitted.split(b"\r\n\r\n", 1)[1])["id"]
+            path = f"/api/requests/{request_id}/events"
+            answers = await asyncio.gather(*(open_stream(port, path) for _ in range(n)))
+            await asyncio.sleep(1.0)  # every stream answered; the accepted ones stay open
+            open_fds = max(open_fds, fds(pid))
+            answered.update(answer for answer, _ in answers)
+            await send(port, "POST", "/api/admin/resume")
+            ends[str(await _wait_ended(port, request_id))] += 1
+            for _, writer in answers:
+                if writer is not None:
+                    writer.close()
+            after_rounds.append(round(rss.settled(1.0), 1))
     return {
         "subscribers": n,
-        "answered": dict(Counter(answer for answer, _ in answers)),
+        "rounds": rounds,
+        "answered": {k: v // rounds for k, v in answered.items()},  # per round
         "server_fds_at_peak": open_fds,
-        "request_ended": ended,
-        "rss_mb": _mb(before, rss.peak, after),
+        "requests_ended": dict(ends),
+        "rss_mb": _mb(before, rss.peak, rss.settled()),
+        "rss_after_healthz_burst_mb": round(after_control, 1),
+        "rss_after_each_round_mb": after_rounds,
     }
 
 

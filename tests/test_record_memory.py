@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+import weakref
 
 import pytest
 
@@ -64,3 +65,23 @@ def test_the_store_keeps_finished_records_within_their_budget_in_held_bytes() ->
     store, records = asyncio.run(fill())
     assert [store.get(r.id) is not None for r in records] == [False] * 3 + [True] * 2
     assert store.finished_bytes == sum(r.held for r in records[3:])
+
+
+def test_a_record_pushed_out_by_the_budget_is_freed_at_once() -> None:
+    """Its retain timer must not keep it alive (it did, for `retain_s`: 15 minutes)."""
+    import asyncio
+
+    async def push_out() -> list[Record | None]:
+        store = RecordStore(retain_s=900, retain_bytes=1)  # every finished one goes at once
+        refs = []
+        for n in range(3):
+            record = _finished(" w", 100, user=f"u{n}")
+            store.add(record)
+            store.forget_later(record)  # the timer is armed, 900 s away
+            refs.append(weakref.ref(record))
+        del record
+        gc.collect()
+        assert len(store) == 0
+        return [ref() for ref in refs]  # while the loop and its timers still live
+
+    assert asyncio.run(push_out()) == [None, None, None]

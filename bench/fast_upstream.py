@@ -2,11 +2,15 @@
 
     $ python -m uvicorn bench.fast_upstream:app --port 1234
     $ FAST_UPSTREAM_TPS=1000 python -m uvicorn bench.fast_upstream:app   # paced: 1 ms apart
+    $ FAST_UPSTREAM_TOKEN_CHARS=200 python -m uvicorn bench.fast_upstream:app  # big tokens
 
 The practice model ends a reply at a natural length (~30–180 tokens), so a reply's fixed costs
 hide the cost of relaying one token. This upstream sends exactly `max_tokens` chunks of one
 word each (LM Studio's chunk shape), with no delay, or `FAST_UPSTREAM_TPS` tokens per second
-per stream. It lists one model and has no slots: the queue server's `--slots` applies.
+per stream. Each token is `FAST_UPSTREAM_TOKEN_CHARS` characters (5: " word"), so a reply
+of `max_tokens` tokens has exactly `max_tokens × FAST_UPSTREAM_TOKEN_CHARS` characters
+(`bench.memory_bounds` asks for 3,960 × 200 = 792,000). It lists one model and has no
+slots: the queue server's `--slots` applies.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from starlette.routing import Route
 
 MODEL = "fast"
 TPS = float(os.environ.get("FAST_UPSTREAM_TPS", "0"))
+TOKEN_CHARS = max(1, int(os.environ.get("FAST_UPSTREAM_TOKEN_CHARS", "5")))
 
 
 def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
@@ -37,7 +42,7 @@ def _chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-TOKEN = _chunk({"role": "assistant", "content": " word"})
+TOKEN = _chunk({"role": "assistant", "content": (" word" * TOKEN_CHARS)[:TOKEN_CHARS]})
 
 
 async def _stream(n: int) -> AsyncIterator[bytes]:

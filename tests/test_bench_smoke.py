@@ -157,3 +157,22 @@ def test_hub_vs_keys_smoke() -> None:
     assert result.data["hub_added_ttft_s"] == paths["hub"]["added_ttft_s"]
     assert _positive(result.data["hub_over_keys_ttft"])
     _goals_sane(result.goals)
+
+
+def test_memory_bounds_quick() -> None:
+    """Structure only (issue 13's memory figures are in docs/reliability.md): past the
+    per-request cap streams are refused with 429 `too_many_streams`, and every request —
+    the held one, the big replies, the one-off users' — ended, each with its terminal event."""
+    from bench import memory_bounds
+
+    data = memory_bounds.main(["--quick"]).data
+    subs = data["subscribers"]
+    answered = subs["answered"]
+    assert answered["200"] == 8  # TLC_MAX_STREAMS_PER_REQUEST's default
+    assert answered["429 too_many_streams"] == subs["subscribers"] - 8 > 0
+    assert subs["requests_ended"] == {"done": subs["rounds"]}
+    assert data["big-replies"]["ended"] == {"done": data["big-replies"]["requests"]}
+    users = data["one-off-users"]
+    assert users["ended"] == {"done": users["users"]} and users["warm_up"] == {"done": 200}
+    for scenario in data.values():
+        assert all(_positive(v) for v in scenario["rss_mb"].values())

@@ -109,7 +109,9 @@ async def test_a_reply_past_the_size_limit_ends_named_and_finished_ones_stay_wit
     from tests.scripted_upstream import MODEL, Scripted
 
     with BackgroundServer(Scripted().app) as upstream:
-        with queue_server(upstream.url + "/v1", max_reply_bytes=4_000, retain_bytes=6_000) as queue:
+        # retain_bytes counts what records hold in memory (Record.held): 2–4 of these
+        limits = {"max_reply_bytes": 4_000, "retain_bytes": 30_000}
+        with queue_server(upstream.url + "/v1", **limits) as queue:
             async with httpx.AsyncClient(base_url=queue.url, timeout=30) as client:
                 body = {"model": MODEL, "prompt": "echo:" + "all work and no play " * 500}
                 r = await client.post("/api/requests", json=body)

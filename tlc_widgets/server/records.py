@@ -37,6 +37,7 @@ from ..protocol import (
 )
 from ..sse import data_frame, frame
 from .clock import Signal, Timer
+from .record_memory import CHUNK_BASE, RECORD_BASE, compact, held_by, prompt_held
 from .upstream_call import CHAT, Call
 
 __all__ = ["CHAT", "Call", "IllegalTransition", "Record"]
@@ -80,6 +81,9 @@ class Record:
     listeners: int = 0  #: open event streams; when it drops to 0 a grace timer starts
     #: bytes this record holds (its encoded events, and the upstream's chunks if kept)
     size: int = 0
+    #: bytes it keeps in memory, Python's objects counted whole (`size` counts only their
+    #: contents, and is what the reply limit compares): what `TLC_RETAIN_BYTES` budgets
+    held: int = 0
     timeout: Timer | None = None  #: the queue-wait deadline while queued
     #: called with the record after every status change (logging, metrics, history)
     on_change: Callable[[Record], None] | None = None
@@ -94,6 +98,7 @@ class Record:
     _changed: Signal = field(default_factory=Signal)
 
     def __post_init__(self) -> None:
+        self.held = RECORD_BASE + prompt_held(self.messages)
         if self.call.wire:
             self.wire = []
         if self.call.chunks:
@@ -172,11 +177,13 @@ class Record:
     def add_content(self, text: str) -> None:
         self._token()
         self.content.append(text)
+        self.held += held_by(text)
         self._append(Delta(content=text))
 
     def add_reasoning(self, text: str) -> None:
         self._token()
         self.reasoning.append(text)
+        self.held += held_by(text)
         self._append(Delta(reasoning=text))
 
     def add_delta(self, delta: Delta) -> None:
@@ -184,8 +191,10 @@ class Record:
         self._token()
         if delta.content:
             self.content.append(delta.content)
+            self.held += held_by(delta.content)
         if delta.reasoning:
             self.reasoning.append(delta.reasoning)
+            self.held += held_by(delta.reasoning)
         self._append(delta)
 
     def add_wire(self, event: str, chunk: dict[str, Any], raw: str) -> None:
@@ -205,12 +214,15 @@ class Record:
                 data = data_frame(raw)
                 if chunk.get("choices") == [] and "usage" in chunk:
                     self.usage_wire = data
+                    self.held += held_by(data)
                     return
                 self.wire.append(data)
             else:
-                self.wire.append(frame(event, raw))
+                self.wire.append(data := frame(event, raw))
+            self.held += held_by(data)
         if self.chunks is not None:
             self.chunks.append(chunk)
+            self.held += CHUNK_BASE + len(raw)
         self.size += len(raw)
 
     def upstream_body(self) -> dict[str, Any]:
@@ -239,8 +251,11 @@ class Record:
                 system_fingerprint=event.system_fingerprint or meta.get("system_fingerprint"),
             )
         self.outcome = event
+        self.held += compact(self.content) + compact(self.reasoning)
+        # Encoded before the move: the store's budget, told by the move, counts it too.
+        encoded = self._encode(event)
         self._move(target[event_name(event)])
-        self._append(event)
+        self._push(encoded)
         return True
 
     def _token(self) -> None:
@@ -258,13 +273,20 @@ class Record:
             self.on_change(self)
 
     def _append(self, event: Event) -> None:
+        self._push(self._encode(event))
+
+    def _encode(self, event: Event) -> bytes:
         if isinstance(event, Queued):
             self.last_queued = event
         # Encoded once here (one `data:` line, the unsafe separators escaped): the same
         # bytes go to every subscriber and every replay.
         encoded = frame(event_name(event), event_data(event), len(self.frames) + 1)
-        self.frames.append(encoded)
         self.size += len(encoded)
+        self.held += held_by(encoded)
+        return encoded
+
+    def _push(self, encoded: bytes) -> None:
+        self.frames.append(encoded)
         # One broadcast wake-up: every current waiter runs once, new waiters wait for the
         # next append. No per-subscriber queues to fill or forget.
         self._changed.fire()

@@ -29,6 +29,7 @@ import httpx
 from ..protocol import Delta, ErrorCode
 from ..sse import aiter_events
 from .upstream_chunks import Reading, _message
+from .upstream_transport import StaleRetry
 
 __all__ = ["ModelInfo", "StreamResult", "Timeouts", "Upstream", "UpstreamFailure"]
 
@@ -87,10 +88,11 @@ class Upstream:
         #: False once it turned out to have no LM Studio loading endpoint: then its requests go
         #: to it whether or not it lists a model as loaded, and it loads (or refuses) itself
         self.loads_on_demand = True
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self.client = httpx.AsyncClient(
             headers=headers,  # LM Studio's API token, when it requires one
             timeout=httpx.Timeout(timeouts.connect_s, read=None),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            transport=StaleRetry(httpx.AsyncHTTPTransport(limits=limits)),
         )
 
     async def aclose(self) -> None:

@@ -152,6 +152,10 @@ def _logging(level: str) -> None:
     )
     # httpx logs every upstream call at INFO; our own line per state change says more.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The logging HOWTO's "Optimization": the format shows no source line, thread or
+    # process, so a line per state change need not look them up.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def serve(ns: argparse.Namespace) -> None:

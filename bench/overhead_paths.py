@@ -29,6 +29,7 @@ __all__ = [
     "PathRun",
     "litellm_auth",
     "native",
+    "native_events",
     "openai_stream",
     "run_rounds",
     "start_litellm",
@@ -89,23 +90,28 @@ def native(client: httpx.Client, max_tokens: int = MAX_TOKENS) -> Measure:
     headers = {"Accept": "text/event-stream"}
 
     def measure() -> tuple[float, float, str]:
-        parts: list[str] = []
-        first = None
         t0 = time.perf_counter()
         with client.stream("POST", "/api/requests", json=body, headers=headers) as resp:
-            resp.raise_for_status()
-            for name, data in iter_sse(resp.iter_lines()):
-                if name == "delta":
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(json.loads(data).get("content") or "")
-                elif name in ("error", "cancelled"):
-                    raise RuntimeError(f"request ended with {name}: {data}")
-        end = time.perf_counter()
-        assert first is not None, "no delta came back"
-        return first - t0, end - t0, "".join(parts)
+            return native_events(resp, t0)
 
     return measure
+
+
+def native_events(resp: httpx.Response, t0: float) -> tuple[float, float, str]:
+    """Read a native event stream to its end: (TTFT, total, text), timed from `t0`."""
+    resp.raise_for_status()
+    parts: list[str] = []
+    first = None
+    for name, data in iter_sse(resp.iter_lines()):
+        if name == "delta":
+            if first is None:
+                first = time.perf_counter()
+            parts.append(json.loads(data).get("content") or "")
+        elif name in ("error", "cancelled"):
+            raise RuntimeError(f"request ended with {name}: {data}")
+    end = time.perf_counter()
+    assert first is not None, "no delta came back"
+    return first - t0, end - t0, "".join(parts)
 
 
 # ---------------------------------------------------------------------------- LiteLLM

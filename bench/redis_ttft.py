@@ -23,7 +23,6 @@ port (no persistence) and stopped at the end.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import sys
 import time
@@ -39,7 +38,6 @@ from bench.harness import (
     base_parser,
     fmt_ms,
     goal_rows,
-    iter_sse,
     machine,
     machine_lines,
     save_json,
@@ -52,6 +50,7 @@ from bench.overhead_paths import (
     PROMPT,
     PathRun,
     native,
+    native_events,
     openai_stream,
     run_rounds,
 )
@@ -65,22 +64,10 @@ def elsewhere(submit: httpx.Client, read: httpx.Client, max_tokens: int) -> Any:
     body = {"prompt": PROMPT, "model": MODEL, "max_tokens": max_tokens, "user": "bench"}
 
     def measure() -> tuple[float, float, str]:
-        parts: list[str] = []
-        first = None
         t0 = time.perf_counter()
         request_id = submit.post("/api/requests", json=body).raise_for_status().json()["id"]
         with read.stream("GET", f"/api/requests/{request_id}/events") as resp:
-            resp.raise_for_status()
-            for name, data in iter_sse(resp.iter_lines()):
-                if name == "delta":
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(json.loads(data).get("content") or "")
-                elif name in ("error", "cancelled"):
-                    raise RuntimeError(f"request ended with {name}: {data}")
-        end = time.perf_counter()
-        assert first is not None, "no delta came back"
-        return first - t0, end - t0, "".join(parts)
+            return native_events(resp, t0)
 
     return measure
 

@@ -33,6 +33,7 @@ from .limits import BodyLimitMiddleware
 from .practice_mount import practice_upstream
 from .routes import ROUTERS
 from .service import QueueService
+from .store.errors import StoreUnavailable
 
 __all__ = ["create_app"]
 
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    # `--redis`: whichever route met a Redis that does not answer, the same 503.
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)  # type: ignore[arg-type]
     # The door first: FastAPI tries routers in order, and `/v1` is the busiest path.
     for router in (openai.router, *ROUTERS):
         app.include_router(router)
@@ -86,6 +89,10 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
     return JSONResponse(
         error_body(exc.code, exc.detail, exc.param), status_code=exc.status, headers=headers
     )
+
+
+async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    return await _api_error(request, ApiError(ErrorCode.STORE_UNAVAILABLE, exc.where))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

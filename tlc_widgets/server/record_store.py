@@ -54,8 +54,8 @@ class RecordStore:
     def forget_later(self, record: Record) -> None:
         """`record` has ended: forget it after `retain_s`, and the oldest finished ones now
         if the finished ones hold more than `retain_bytes` together."""
-        self._finished[record.id] = record.held
-        self.finished_bytes += record.held
+        self._finished[record.id] = held = record.held  # counted once, as it finishes
+        self.finished_bytes += held
         while self.finished_bytes > self._retain_bytes and self._finished:
             self.discard(next(iter(self._finished)))
         # The timer holds the id, not the record: a record the budget pushed out must not

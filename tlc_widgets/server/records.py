@@ -21,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any
 
 from ..protocol import (
@@ -81,9 +82,7 @@ class Record:
     listeners: int = 0  #: open event streams; when it drops to 0 a grace timer starts
     #: bytes this record holds (its encoded events, and the upstream's chunks if kept)
     size: int = 0
-    #: bytes it keeps in memory, Python's objects counted whole (`size` counts only their
-    #: contents, and is what the reply limit compares): what `TLC_RETAIN_BYTES` budgets
-    held: int = 0
+    _chunk_bytes: int = 0  #: the JSON text of `chunks` (parsed, so not kept as text)
     timeout: Timer | None = None  #: the queue-wait deadline while queued
     #: called with the record after every status change (logging, metrics, history)
     on_change: Callable[[Record], None] | None = None
@@ -98,7 +97,6 @@ class Record:
     _changed: Signal = field(default_factory=Signal)
 
     def __post_init__(self) -> None:
-        self.held = RECORD_BASE + prompt_held(self.messages)
         if self.call.wire:
             self.wire = []
         if self.call.chunks:
@@ -177,13 +175,11 @@ class Record:
     def add_content(self, text: str) -> None:
         self._token()
         self.content.append(text)
-        self.held += held_by(text)
         self._append(Delta(content=text))
 
     def add_reasoning(self, text: str) -> None:
         self._token()
         self.reasoning.append(text)
-        self.held += held_by(text)
         self._append(Delta(reasoning=text))
 
     def add_delta(self, delta: Delta) -> None:
@@ -191,10 +187,8 @@ class Record:
         self._token()
         if delta.content:
             self.content.append(delta.content)
-            self.held += held_by(delta.content)
         if delta.reasoning:
             self.reasoning.append(delta.reasoning)
-            self.held += held_by(delta.reasoning)
         self._append(delta)
 
     def add_wire(self, event: str, chunk: dict[str, Any], raw: str) -> None:
@@ -214,16 +208,26 @@ class Record:
                 data = data_frame(raw)
                 if chunk.get("choices") == [] and "usage" in chunk:
                     self.usage_wire = data
-                    self.held += held_by(data)
                     return
                 self.wire.append(data)
             else:
-                self.wire.append(data := frame(event, raw))
-            self.held += held_by(data)
+                self.wire.append(frame(event, raw))
         if self.chunks is not None:
             self.chunks.append(chunk)
-            self.held += CHUNK_BASE + len(raw)
+            self._chunk_bytes += len(raw)
         self.size += len(raw)
+
+    @property
+    def held(self) -> int:
+        """Bytes it keeps in memory, Python's objects counted whole (`size` counts only
+        their contents, and is what the reply limit compares): what `TLC_RETAIN_BYTES`
+        budgets. Counted when asked (once, as it finishes), not per token."""
+        texts: list[str | bytes] = [*self.content, *self.reasoning]
+        frames = chain(texts, self.frames, self.wire or ())
+        total = RECORD_BASE + prompt_held(self.messages) + sum(map(held_by, frames))
+        if self.usage_wire is not None:
+            total += held_by(self.usage_wire)
+        return total + CHUNK_BASE * len(self.chunks or ()) + self._chunk_bytes
 
     def upstream_body(self) -> dict[str, Any]:
         """The JSON body sent upstream: the client's fields, then the queue's own."""
@@ -251,7 +255,7 @@ class Record:
                 system_fingerprint=event.system_fingerprint or meta.get("system_fingerprint"),
             )
         self.outcome = event
-        self.held += compact(self.content) + compact(self.reasoning)
+        compact(self.content), compact(self.reasoning)  # one string each, from now on
         # Encoded before the move: the store's budget, told by the move, counts it too.
         encoded = self._encode(event)
         self._move(target[event_name(event)])
@@ -282,7 +286,6 @@ class Record:
         # bytes go to every subscriber and every replay.
         encoded = frame(event_name(event), event_data(event), len(self.frames) + 1)
         self.size += len(encoded)
-        self.held += held_by(encoded)
         return encoded
 
     def _push(self, encoded: bytes) -> None:

@@ -30,7 +30,6 @@ from ..limits import parse_last_event_id
 from ..records import Record
 from ..schemas import CancelAnswer, Outcome, RequestView, SubmitAnswer
 from ..service import QueueService
-from ..store.errors import StoreUnavailable
 from ..streams import open_stream, record_frames, sse_response
 
 __all__ = ["SSE_ONLY", "describe", "router"]
@@ -136,10 +135,7 @@ async def _shared_view(service: QueueService, caller: Identity, request_id: str)
     """Another replica's request (`--redis`), rebuilt from its shared log; 404 as always."""
     replica = service.dispatcher.replica
     assert replica is not None
-    try:
-        view = await replica.view(request_id)
-    except StoreUnavailable as down:
-        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    view = await replica.view(request_id)  # Redis down: the app's 503 store_unavailable
     if view is None or not caller.may_see(view["user"]):
         raise ApiError(ErrorCode.NOT_FOUND)
     return view
@@ -152,10 +148,7 @@ async def _from_shared_log(
     its own replica sends. Its end comes from there too, even if that replica died."""
     replica = service.dispatcher.replica
     assert replica is not None
-    try:
-        user = await replica.owner(request_id)
-    except StoreUnavailable as down:
-        raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+    user = await replica.owner(request_id)
     if user is None or not caller.may_see(user):
         raise ApiError(ErrorCode.NOT_FOUND)
     close = open_stream(service, user)  # the per-user cap; no disconnect cancel from here
@@ -177,10 +170,7 @@ async def cancel(request_id: str, service: Service, caller: Caller) -> CancelAns
     if service.store.get(request_id) is None and replica is not None:
         view = await _shared_view(service, caller, request_id)  # 404 unless theirs to see
         by = "client" if caller.user in (None, view["user"]) else "admin"
-        try:
-            view, cancelled = await replica.cancel(request_id, by)
-        except StoreUnavailable as down:
-            raise ApiError(ErrorCode.STORE_UNAVAILABLE, str(down.where)) from None
+        view, cancelled = await replica.cancel(request_id, by)
         return CancelAnswer(**view, cancelled=cancelled)
     record = visible(service, caller, request_id)
     by = "client" if caller.user in (None, record.user) else "admin"

@@ -9,17 +9,16 @@ as the external service `tlc-ext`, with a 1 s token cache so the change shows qu
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
-from tests.conftest import collect, practice_server, queue_server
+from tests.conftest import collect, practice_server, queue_server, wait_until
 from tests.hub_fixture import EXTERNAL, SERVICE, RunningHub, running_hub
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]  # the first test waits for the Hub
@@ -48,11 +47,8 @@ async def people(hub: RunningHub) -> AsyncIterator[dict[str, httpx.AsyncClient]]
         await each.aclose()
 
 
-async def poll(seen: Callable[[], Awaitable[bool]], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not await seen():
-        assert time.monotonic() < deadline, f"not seen within {DEADLINE_S} s: {what}"
-        await anyio.sleep(0.05)  # polling another process's state, not waiting for a result
+#: Until `seen()` (conftest's `wait_until`, every 10 ms), failing after `DEADLINE_S`.
+poll = functools.partial(wait_until, tries=DEADLINE_S * 100)
 
 
 async def test_carol_sees_and_exports_alice_and_bob_and_alice_may_not(

@@ -7,16 +7,14 @@ bounded deadline, until the server shows the change (it looks at most once a sec
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import anyio
 import httpx
 import pytest
 
-from tests.conftest import practice_server, queue_server
+from tests.conftest import practice_server, queue_server, wait_until
 from tlc_widgets.server.keys_reload import KeysWatch
 
 pytestmark = pytest.mark.anyio
@@ -33,12 +31,8 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-async def poll(seen: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Until `seen()`; fails naming `what` after `DEADLINE_S`."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not await seen():
-        assert time.monotonic() < deadline, f"not seen within {DEADLINE_S} s: {what}"
-        await anyio.sleep(0.05)  # polling another thread's state, not waiting for a result
+#: Until `seen()` (conftest's `wait_until`, every 10 ms), failing after `DEADLINE_S`.
+poll = functools.partial(wait_until, tries=DEADLINE_S * 100)
 
 
 async def test_new_removed_and_changed_keys_apply_without_a_restart(tmp_path: Path) -> None:

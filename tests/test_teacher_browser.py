@@ -7,7 +7,6 @@ test-artifacts/browser/ (gitignored): teacher-light.png, teacher-dark.png.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +14,10 @@ import httpx
 import pytest
 
 from tests.browser_util import ARTIFACTS, chromium_page
+from tests.class_keys import ADA, BOB, KEYS, TINA_KEY, bob_holds_ada_waits
 from tests.conftest import practice_server, queue_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-KEYS = (
-    "sk-ada-0001-abcdefgh:ada:student,sk-bob-0002-abcdefgh:bob:student,"
-    "sk-tina-003-abcdefgh:tina:teacher"
-)
-ADA = {"Authorization": "Bearer sk-ada-0001-abcdefgh"}
-BOB = {"Authorization": "Bearer sk-bob-0002-abcdefgh"}
 
 
 def _rows(page: Any, table: str) -> list[str]:
@@ -47,23 +40,12 @@ def test_the_teacher_page_shows_the_class_and_pauses_it(chromium: str, tmp_path:
                     "GET", f"/api/requests/{done.json()['id']}/events", headers=ADA
                 ) as r:
                     r.read()
-                http.put(f"{practice.url}/practice/faults", json={"stall_after_tokens": 1})
-                holder = http.post("/api/requests", headers=BOB, json={"prompt": "hold"}).json()[
-                    "id"
-                ]
-                for _ in range(2000):  # bounded: until the holder has its slot (and stalls)
-                    if http.get(f"/api/requests/{holder}", headers=BOB).json()["tokens"] >= 1:
-                        break
-                    time.sleep(0.01)
-                http.put(f"{practice.url}/practice/faults", json={"stall_after_tokens": None})
-                waiting = http.post(
-                    "/api/requests", headers=ADA, json={"prompt": "and a task?"}
-                ).json()["id"]
+                holder, waiting = bob_holds_ada_waits(http, practice.url, "and a task?")
 
                 with chromium_page(chromium) as page:
                     page.goto(f"{queue.url}/teacher")
                     page.wait_for_selector("#login:not([hidden])")
-                    page.fill("#key", "sk-tina-003-abcdefgh")
+                    page.fill("#key", TINA_KEY)
                     page.click("#login button")
                     page.wait_for_function(
                         "() => document.querySelectorAll('#live tbody tr').length === 2"

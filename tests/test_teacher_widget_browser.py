@@ -10,7 +10,6 @@ test-artifacts/browser/teacher-widget-{light,dark}.png (copied to docs/img/ for 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from tests.browser_util import (
     open_notebook,
     run_all_cells,
 )
-from tests.class_keys import ADA, BOB, KEYS, TINA_KEY
+from tests.class_keys import ADA, BOB, KEYS, TINA_KEY, bob_holds_ada_waits
 from tests.conftest import practice_server, queue_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
@@ -63,15 +62,7 @@ def _setup_class(http: httpx.Client, practice_url: str) -> tuple[str, str]:
     done = http.post("/api/requests", headers=ADA, json={"prompt": "What is a coroutine?"})
     with http.stream("GET", f"/api/requests/{done.json()['id']}/events", headers=ADA) as r:
         r.read()
-    http.put(f"{practice_url}/practice/faults", json={"stall_after_tokens": 1})
-    holder = http.post("/api/requests", headers=BOB, json={"prompt": "hold"}).json()["id"]
-    for _ in range(2000):  # bounded: until the holder has its slot (and stalls)
-        if http.get(f"/api/requests/{holder}", headers=BOB).json()["tokens"] >= 1:
-            break
-        time.sleep(0.01)
-    http.put(f"{practice_url}/practice/faults", json={"stall_after_tokens": None})
-    waiting = http.post("/api/requests", headers=ADA, json={"prompt": "and a task?"}).json()["id"]
-    return holder, waiting
+    return bob_holds_ada_waits(http, practice_url, "and a task?")
 
 
 def test_the_teacher_widget_shows_the_class_and_pauses_it(chromium: str, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.class_keys import ADA, ADA_KEY, BOB, KEYS, TINA_KEY
+from tests.class_keys import ADA, ADA_KEY, BOB, KEYS, TINA_KEY, bob_holds_ada_waits
 from tests.conftest import practice_server, queue_server
 from tests.test_widgets_kernel import Kernel
 from tlc_widgets.serving import BackgroundServer
@@ -45,15 +44,7 @@ def kernel_as(key: str, url: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) ->
 def hold_and_wait(queue_url: str, practice_url: str) -> tuple[str, str]:
     """bob's request takes the only slot and keeps it; ada's then waits. (holder, waiting)"""
     with httpx.Client(base_url=queue_url, timeout=30) as http:
-        http.put(f"{practice_url}/practice/faults", json={"stall_after_tokens": 1})
-        holder = http.post("/api/requests", headers=BOB, json={"prompt": "hold"}).json()["id"]
-        for _ in range(2000):  # bounded: until the holder has its slot (and stalls)
-            if http.get(f"/api/requests/{holder}", headers=BOB).json()["tokens"] >= 1:
-                break
-            time.sleep(0.01)
-        http.put(f"{practice_url}/practice/faults", json={"stall_after_tokens": None})
-        waiting = http.post("/api/requests", headers=ADA, json={"prompt": "a task?"}).json()["id"]
-    return holder, waiting
+        return bob_holds_ada_waits(http, practice_url, "a task?")
 
 
 def states(kernel: Kernel, comm_id: str) -> list[dict[str, Any]]:

@@ -9,9 +9,30 @@ JSON error shape of both doors (`protocol.error_body`), with `Retry-After` when 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from ..protocol import ERRORS, ErrorCode
 
-__all__ = ["ApiError"]
+__all__ = ["UNREADABLE_BODY", "ApiError", "bad_fields"]
+
+#: What both doors say of a body that is not JSON at all (not UTF-8, nested too deep).
+UNREADABLE_BODY = "body: it could not be read as JSON (it must be UTF-8 JSON text)."
+
+
+def bad_fields(errors: Iterable[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """A validation failure in one readable sentence, and the first field it names.
+
+    >>> bad_fields([{"loc": ("body", "max_tokens"), "msg": "must be ≥ 1"}])
+    ('max_tokens: must be ≥ 1', 'max_tokens')
+    """
+    problems, first = [], None
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        first = first or where
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+    return "; ".join(problems[:5]) + more, first
 
 
 class ApiError(Exception):

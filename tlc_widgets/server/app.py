@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from ..config import Settings
 from ..protocol import ErrorCode, error_body
 from . import openai
-from .api_error import ApiError
+from .api_error import UNREADABLE_BODY, ApiError, bad_fields
 from .auth import OPEN_PATHS, AuthMiddleware, Keys
 from .guard import install_guard
 from .hub import HubIdentities, HubLogin, HubLoginMiddleware, PrefixMiddleware
@@ -97,21 +97,13 @@ async def _store_unavailable(request: Request, exc: StoreUnavailable) -> JSONRes
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 naming each bad field and why, in one readable sentence."""
-    problems = []
-    first_field = None
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        first_field = first_field or where
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    detail = "; ".join(problems[:5]) + (
-        "" if len(problems) <= 5 else f" (+{len(problems) - 5} more)"
-    )
+    detail, first_field = bad_fields(exc.errors())
     return JSONResponse(error_body(ErrorCode.INVALID_REQUEST, detail, first_field), status_code=422)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     """A body FastAPI could not parse (not UTF-8, nested too deep) is a 422 like any bad body."""
     if exc.status_code == 400:
-        detail = "body: it could not be read as JSON (it must be UTF-8 JSON text)."
-        return JSONResponse(error_body(ErrorCode.INVALID_REQUEST, detail, "body"), status_code=422)
+        body = error_body(ErrorCode.INVALID_REQUEST, UNREADABLE_BODY, "body")
+        return JSONResponse(body, status_code=422)
     return await http_exception_handler(request, exc)

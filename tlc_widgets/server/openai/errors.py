@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ...protocol import ERRORS, ErrorCode, error_body
-from ..api_error import ApiError
+from ..api_error import UNREADABLE_BODY, ApiError, bad_fields
 
 __all__ = ["NO_RETRY", "OpenAIRoute", "cancelled_error", "error_response", "openai_error"]
 
@@ -91,14 +91,7 @@ def error_response(
 
 
 def _bad_body(exc: RequestValidationError) -> JSONResponse:
-    problems, first = [], None
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        first = first or where
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    detail = "; ".join(problems[:5]) + (
-        "" if len(problems) <= 5 else f" (+{len(problems) - 5} more)"
-    )
+    detail, first = bad_fields(exc.errors())
     return error_response(ErrorCode.INVALID_REQUEST, detail, first)
 
 
@@ -118,8 +111,7 @@ class OpenAIRoute(APIRoute):
                 return error_response(exc.code, exc.detail, exc.param, exc.retry_after)
             except HTTPException as exc:
                 if exc.status_code == 400:  # a body that is not UTF-8 JSON at all
-                    detail = "body: it could not be read as JSON (it must be UTF-8 JSON text)."
-                    return error_response(ErrorCode.INVALID_REQUEST, detail, "body")
+                    return error_response(ErrorCode.INVALID_REQUEST, UNREADABLE_BODY, "body")
                 raise
 
         return route

@@ -17,6 +17,9 @@ from tests.conftest import practice_server
 CHAT = "/v1/chat/completions"
 ASK = [{"role": "user", "content": "What is a queue?"}]
 LOAD_S = 0.2  # short loads: speed is not under test
+# A load is made of timer ticks: the event loop may wake a timer up to its clock resolution
+# early and the ticks are floats, so "took the whole load time" means to within a millisecond.
+AT_LEAST_LOAD_S = LOAD_S - 1e-3
 
 
 @pytest.fixture
@@ -77,7 +80,7 @@ def test_a_first_request_loads_the_model() -> None:
             {"id": "practice-fast", "config": {"context_length": 8192, "parallel": 4}}
         ]
         state = httpx.get(url + "/practice/models").json()["practice-fast"]
-        assert state["loaded"] and state["loads"] == 1 and state["last_load_s"] >= LOAD_S
+        assert state["loaded"] and state["loads"] == 1 and state["last_load_s"] >= AT_LEAST_LOAD_S
 
 
 @pytest.mark.anyio
@@ -108,7 +111,7 @@ def test_native_chat_streams_load_and_prompt_progress() -> None:
     loads = [d["progress"] for n, d in first if n == "model_load.progress"]
     assert loads == sorted(loads) and loads[-1] == 1.0 and len(loads) >= 2
     end = names.index("model_load.end")
-    assert first[end][1]["load_time_seconds"] >= LOAD_S
+    assert first[end][1]["load_time_seconds"] >= AT_LEAST_LOAD_S
     rest = [n for n in names[end + 1 :] if not n.endswith(".delta")]
     assert rest == [
         "prompt_processing.start",
@@ -146,7 +149,7 @@ def test_load_unload_and_another_parallel() -> None:
         ).json()
         assert loaded["type"] == "llm" and loaded["status"] == "loaded"
         assert loaded["instance_id"] == "practice-small"
-        assert loaded["load_time_seconds"] >= LOAD_S
+        assert loaded["load_time_seconds"] >= AT_LEAST_LOAD_S
         assert loaded["load_config"] == {"context_length": 8192, "parallel": 2}
         assert instances(url, "practice-small")[0]["config"]["parallel"] == 2
         httpx.post(url + "/api/v1/models/load", json={"model": "practice-small", "parallel": 3})

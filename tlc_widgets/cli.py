@@ -180,7 +180,7 @@ def serve(ns: argparse.Namespace) -> None:
         upstream_keys(settings)
         check_exposure(settings, keyed=bool(keys) or hub_mode(settings))
         if settings.redis_url is not None:  # replicas that cannot share slots must not start
-            from .server.shared_slots import reach_redis  # the optional redis package
+            from .server.store.redis_conn import reach_redis  # the optional redis package
 
             reach_redis(settings.redis_url.get_secret_value())
         app = create_app(settings)

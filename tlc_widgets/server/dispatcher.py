@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,7 +26,7 @@ from ..protocol import ERRORS, Cancelled, Delta, Done, ErrorCode, ErrorEvent
 from .catalog import Catalog, Pool
 from .record_store import RecordStore
 from .records import Record
-from .scheduler import FairScheduler
+from .scheduler import Entry, FairScheduler
 from .stats import Stats
 from .store.base import Lease
 from .store.errors import LeaseLost
@@ -70,6 +70,8 @@ class Dispatcher:
         self.on_upstream_down: Callable[[], None] = lambda: None
         #: with --redis: the shared event logs (any replica's requests), else None
         self.replica: Replica | None = None
+        #: with --redis: the whole line, every replica's waiting requests in order
+        self.line_order: Callable[[], Awaitable[list[Entry]]] | None = None
 
     @classmethod
     def for_settings(cls, settings: Settings, *parts: Any) -> Dispatcher:

@@ -18,7 +18,7 @@ even behind a long queue for another.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -27,7 +27,7 @@ from ..protocol import Queued, Status
 from .catalog import Catalog
 from .record_store import RecordStore
 from .records import Record
-from .scheduler import FairScheduler
+from .scheduler import Entry, FairScheduler
 from .stats import Stats, eta_from
 
 __all__ = ["Positions"]
@@ -42,6 +42,7 @@ class Positions:
         stats: Stats,
         interval_s: float,
         on_change: Callable[[], None],
+        order: Callable[[], Awaitable[list[Entry]]] | None = None,
     ) -> None:
         self._scheduler = scheduler
         self._store = store
@@ -49,6 +50,8 @@ class Positions:
         self._stats = stats
         self._interval_s = interval_s
         self._on_change = on_change
+        #: the whole line when several replicas share it (`SharedDispatcher.line_order`)
+        self._order = order
         self._dirty = anyio.Event()
 
     def mark_dirty(self) -> None:
@@ -80,10 +83,11 @@ class Positions:
         freed meanwhile must not wait behind a thousand of them."""
         sent = 0
         per_model: dict[str, int] = {}
-        waiting = len(self._scheduler)
+        line = list(self._scheduler.order()) if self._order is None else await self._order()
+        waiting = len(line)
         # Slots and mean service time per model, once per publish, not once per client.
         figures: dict[str, tuple[int, float | None]] = {}
-        for entry in list(self._scheduler.order()):
+        for entry in line:
             position = per_model[entry.model] = per_model.get(entry.model, 0) + 1
             record = self._store.get(entry.id)
             if record is None or record.status is not Status.QUEUED:

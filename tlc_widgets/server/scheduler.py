@@ -51,12 +51,17 @@ class FairScheduler:
         self._last_served: dict[str, int] = {}  # user -> dispatch number of their last start
         self._arrivals = count()
         self._dispatched = 0  # how many requests have started so far
+        #: told of each request `remove` takes out (not of starts): a replica's shared line
+        self.on_remove: Callable[[Entry], None] = lambda entry: None
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, request_id: str) -> bool:
         return request_id in self._entries
+
+    def get(self, request_id: str) -> Entry | None:
+        return self._entries.get(request_id)
 
     def waiting_for(self, user: str) -> int:
         return sum(len(users.get(user, ())) for users in self._classes.values())
@@ -74,6 +79,7 @@ class FairScheduler:
         users = self._classes[entry.priority]
         users[entry.user].remove(entry)
         self._prune(entry.priority, entry.user)
+        self.on_remove(entry)
         return True
 
     def pop_next(

@@ -76,15 +76,10 @@ class QueueService:
         self.dispatcher.strict = settings.running_cap_strict
         self.dispatcher.max_reply_bytes = settings.max_reply_bytes
         parts = (self.scheduler, self.store, self.catalog, self.stats)
-        self.positions = Positions(*parts, settings.position_interval_s, self._notify)
-        self.loads = ModelLoads(
-            self.catalog,
-            self.scheduler,
-            self.store,
-            task_group,
-            self.dispatcher.fill,
-            self.mark_dirty,
-        )
+        line = self.dispatcher.line_order  # with --redis: every replica's requests
+        self.positions = Positions(*parts, settings.position_interval_s, self._notify, line)
+        steps = (task_group, self.dispatcher.fill, self.mark_dirty)
+        self.loads = ModelLoads(self.catalog, self.scheduler, self.store, *steps)
         self.presets = settings.presets()
         self._changed = anyio.Event()  # replaced on every change; monitors wait on it
         self._tg = task_group

@@ -5,18 +5,20 @@
     >>> pool_id(Pool(box, "qwen", capacity=4)), pool_id(Pool(box, None, capacity=2))
     ('http://127.0.0.1:1234/v1|qwen', 'http://127.0.0.1:1234/v1')
 
-With `--redis URL`, several `tlc serve` processes in front of the same upstreams count their
-running requests in one place: before a request starts, its replica takes a lease on a
-place in the pool (`store/redis_slots.py`, one Lua step: "is a place free, take it"), renews
-it while the reply streams (`store/leases.renewing`) and releases it at the end, so the
-upstream never sees more than its `parallel` however many replicas there are. A replica
-killed with `kill -9` renews nothing: its places come back when its leases run out.
+With `--redis URL`, several `tlc serve` processes in front of the same upstreams share one
+fair line and count their running requests in one place: a request starts when its
+replica *claims* it (`shared_line.py`: it is next in the shared order, and a place in its
+pool is leased in the same Lua step); its replica renews the lease while the reply streams
+(`store/leases.renewing`) and releases it at the end, so the upstream never sees more than
+its `parallel` however many replicas there are. A replica killed with `kill -9` renews
+nothing: its places come back when its leases run out.
 
-Each replica keeps its own waiting line (the embedded `FairScheduler`); the event logs
-are `replica.py`'s; what else it shares: pause/resume, cancels (docs/scale-out.md).
-`fill()` stays a plain function; it starts one task that takes leases and pops requests
-while places are free. A replica hears of a place freed elsewhere by pub/sub, and looks
-once a second anyway (a killed replica says nothing; its leases just run out).
+Each replica also keeps its own waiting requests in the embedded `FairScheduler` (their
+bodies, for its routes and its class view); the event logs are `replica.py`'s; what else
+it shares: pause/resume, cancels (docs/scale-out.md). `fill()` stays a plain function; it
+starts one task that claims while the next request is this replica's. A replica hears of a
+place freed elsewhere, or that its request is next, by pub/sub, and looks once a second
+anyway (a killed replica says nothing; its leases just run out).
 """
 
 from __future__ import annotations
@@ -29,24 +31,23 @@ from typing import Any
 
 import anyio
 from redis import exceptions
-from redis.asyncio import Redis
 
 from ..config import Settings
 from ..protocol import Cancelled
 from .catalog import Pool
 from .clock import call_later
 from .dispatcher import Dispatcher, OnDelta, OnWire
-from .model_loads import waiting_models
 from .records import Record
 from .replica import Replica
+from .scheduler import Entry
+from .shared_line import SharedLine
 from .store.base import Lease
 from .store.errors import StoreUnavailable
 from .store.leases import renewing
-from .store.redis_conn import connect, guard, where
-from .store.redis_slots import RedisSlots
+from .store.redis_conn import check_redis, connect, guard
 from .upstream import StreamResult
 
-__all__ = ["SharedDispatcher", "check_redis", "pool_id", "reach_redis"]
+__all__ = ["SharedDispatcher", "pool_id"]
 
 log = logging.getLogger("tlc.dispatcher")
 
@@ -60,42 +61,6 @@ def pool_id(pool: Pool) -> str:
     return base if pool.model is None else f"{base}|{pool.model}"
 
 
-async def check_redis(client: Redis) -> None:
-    """Raise `StoreUnavailable` unless a Redis 7 (or Valkey) answers: a replica that cannot
-    share its slots must not start and overload the upstream."""
-    with guard(client):
-        info = await client.info("server")
-    version = str(info.get("redis_version", "0"))
-    if int(version.split(".")[0]) < 7:
-        raise ValueError(f"{where(client)} runs Redis {version}; --redis needs Redis 7 or Valkey")
-
-
-def reach_redis(url: str) -> None:
-    """`tlc serve --redis URL` checks before it starts: a `ValueError` in one sentence unless
-    a Redis 7 (or Valkey) answers at `url`.
-
-    >>> reach_redis("redis://127.0.0.1:9/0")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: --redis: nothing answers at redis://127.0.0.1:9; start Redis 7 or Valkey ...
-    """
-
-    async def check() -> None:
-        client = connect(url)
-        try:
-            await check_redis(client)
-        finally:
-            await client.aclose()
-
-    try:
-        anyio.run(check)
-    except StoreUnavailable as down:
-        raise ValueError(
-            f"--redis: nothing answers at {down.where}; start Redis 7 or Valkey there, "
-            "or leave out --redis to run one process alone."
-        ) from None
-
-
 class SharedDispatcher(Dispatcher):
     """`Dispatcher` whose slots are leases in Redis under `settings.redis_name`."""
 
@@ -103,9 +68,15 @@ class SharedDispatcher(Dispatcher):
         super().__init__(*parts)
         assert settings.redis_url is not None
         self.client = connect(settings.redis_url.get_secret_value())
-        self.slots = RedisSlots(self.client, settings.redis_name, ttl_s=settings.lease_s)
         self.channel = f"tlc:{{{settings.redis_name}}}:freed"
         self.replica = self.shared = Replica(self.client, settings, self._tg)
+        name, me = settings.redis_name, self.shared.logs.replica
+        self.line = SharedLine(self.client, name, me, settings.lease_s)
+        self.slots = self.line.slots
+        self.line_order = self._line_order
+        self.scheduler.on_remove = self._left
+        self._claimed = ""  # the request a claim just took: not to be taken out twice
+        self._rejoin = False  # Redis was away: put what waits here back in the line
         self.steer_channel = f"tlc:{{{settings.redis_name}}}:paused"  # a key and a channel
         self._wanted = False  # a fill was asked for since the filler last looked
         self._filling = False  # the filler task runs
@@ -146,7 +117,39 @@ class SharedDispatcher(Dispatcher):
         self._tg.start_soon(self.shared.writer.run, name="event log writer")
 
     async def accepted(self, record: Record) -> None:
+        """Known to every replica (its log, its place in the shared line) before its 202.
+        With Redis down it waits here, and joins the line once Redis answers again."""
         await self.shared.follow(record)
+        entry = self.scheduler.get(record.id)
+        if entry is None:
+            return  # ended already
+        try:
+            await self.line.join(entry)
+        except StoreUnavailable as down:
+            log.warning("request %s waits to join the shared line: %s", record.id, down)
+            self._rejoin = True
+        self.fill()
+
+    async def _join_again(self) -> None:
+        """After Redis was away (a restart may have emptied it): every request waiting
+        here that the shared line does not hold joins it again, in this replica's order."""
+        for entry in list(self.scheduler.order()):
+            if not await self.line.queue.contains(entry.id):
+                await self.line.join(entry)
+        self._rejoin = False
+
+    async def _line_order(self) -> list[Entry]:
+        """The whole line for positions; this replica's part while Redis is away."""
+        try:
+            return await self.line.order()
+        except StoreUnavailable:
+            self._rejoin = True
+            return list(self.scheduler.order())
+
+    def _left(self, entry: Entry) -> None:
+        """A waiting request ended here (cancelled, timed out…): out of the shared line too."""
+        if entry.id != self._claimed and self._opened:
+            self._tg.start_soon(self.line.leave, entry.id, name="leave the shared line")
 
     def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
         """Its client may read it on another replica now (it moved): cancel only if none
@@ -185,54 +188,42 @@ class SharedDispatcher(Dispatcher):
                 await self._fill_once()
         except StoreUnavailable as down:  # the next look (a second) tries again
             log.warning("cannot start waiting requests: %s", down)
+            self._rejoin = True
         finally:
             self._filling = False
 
     async def _fill_once(self) -> None:
-        started, models = False, waiting_models(self.scheduler)  # once: it walks the line
+        """Claim places while the shared line's next request is ours (`shared_line.py`)."""
+        started = False
+        if self._rejoin:
+            await self._join_again()
         while len(self.scheduler) and not self.closing and not self.paused:
-            for pool in self._candidates(models):
-                lease = await self.slots.acquire(pool_id(pool), pool.capacity)
-                if lease is None:
-                    continue  # another replica holds every place in it
-                record = self._pop_for(pool)
-                if record is None:
-                    await self.slots.release(lease)
-                    continue
+            pools, wanted = self._pools()
+            got = await self.line.claim(wanted, self.strict)
+            if got is None:
+                break  # nothing fits a free place, or another replica's request is next
+            request_id, lease = got
+            record, pool = self.store.get(request_id), pools.get(lease.pool)
+            self._claimed = request_id
+            if self.scheduler.remove(request_id) and record and pool and not record.status.terminal:
                 self._launch(record, pool, lease)
                 started = True
-                break
-            else:
-                break  # no place anywhere for anyone waiting: a freed one wakes us
+            else:  # ended while the claim was under way: the place goes back
+                await self.slots.release(lease)
         if started:
             self._on_queue_change()
 
-    def _candidates(self, models: set[str]) -> list[Pool]:
-        """Pools that could start someone waiting for `models`, least busy (here) first."""
-        pools: dict[int, Pool] = {}
-        for model in models:
+    def _pools(self) -> tuple[dict[str, Pool], dict[str, list[tuple[str, int]]]]:
+        """The pools by id (the names leases use), and where each model may start now:
+        every model, not only those waiting here, since the line is every replica's."""
+        pools: dict[str, Pool] = {}
+        wanted: dict[str, list[tuple[str, int]]] = {}
+        for model in self.catalog.models():
             for upstream in self.catalog.ready_on(model):
                 pool = self.catalog.pool_for(upstream, model)
-                if pool.free:  # our own running requests alone may fill it
-                    pools[id(pool)] = pool
-        return sorted(pools.values(), key=lambda p: p.busy)
-
-    def _pop_for(self, pool: Pool) -> Record | None:
-        """The next waiting request that `pool` can serve, by the scheduler's rule."""
-        if self.closing or self.paused:  # changed while the lease was being taken
-            return None
-
-        def fits(model: str) -> bool:
-            ready = self.catalog.ready_on(model)
-            return pool.upstream in ready and self.catalog.pool_for(pool.upstream, model) is pool
-
-        while True:
-            entry = self.scheduler.pop_next(fits, self._running_by_user.get, self.strict)
-            if entry is None:
-                return None
-            record = self.store.get(entry.id)
-            if record is not None and not record.status.terminal:
-                return record
+                pools[pool_id(pool)] = pool
+                wanted.setdefault(model, []).append((pool_id(pool), pool.capacity))
+        return pools, wanted
 
     async def _stream(
         self, record: Record, pool: Pool, lease: Lease | None, on_delta: OnDelta, on_wire: OnWire
@@ -260,10 +251,12 @@ class SharedDispatcher(Dispatcher):
                     await self._listen_once()
                 except StoreUnavailable as down:
                     log.warning("not hearing about freed slots: %s", down)
+                    self._rejoin = True
                     await anyio.sleep(LOOK_EVERY_S)
                     self.fill()
         finally:  # the stop: this replica's last endings to the log, then no more Redis
             await self.shared.writer.flush()
+            await self.line.goodbye(self.shared.logs.alive_key)
             with anyio.CancelScope(shield=True):
                 await self.client.aclose()
 
@@ -282,7 +275,7 @@ class SharedDispatcher(Dispatcher):
         try:
             cancels = self.shared.logs.cancel_channel
             with guard(self.client):
-                await pubsub.subscribe(self.channel, cancels, self.steer_channel)
+                await pubsub.subscribe(self.channel, cancels, self.steer_channel, self.line.channel)
                 while True:
                     message = await pubsub.get_message(timeout=LOOK_EVERY_S)
                     channel = "" if message is None else message["channel"].decode()
@@ -290,6 +283,8 @@ class SharedDispatcher(Dispatcher):
                         self._cancel_asked(json.loads(message["data"]))  # type: ignore[index]
                     elif channel == self.steer_channel:
                         self._paused = message["data"] == b"1"  # type: ignore[index]
+                        self._on_queue_change()
+                    elif len(self.scheduler):  # the line moved elsewhere: places here too
                         self._on_queue_change()
                     self.fill()
         finally:

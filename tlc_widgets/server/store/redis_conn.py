@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 
+import anyio
 from redis import exceptions
 from redis.asyncio import Redis
 
 from .errors import StoreUnavailable
 
-__all__ = ["connect", "guard", "script_text"]
+__all__ = ["check_redis", "connect", "guard", "reach_redis", "script_text"]
 
 #: seconds: a Redis that does not answer in this long counts as down (a 503, not a hang)
 TIMEOUT_S = 2.0
@@ -60,3 +61,39 @@ def guard(client: Redis) -> Iterator[None]:
         if str(e).startswith(("LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")):
             raise StoreUnavailable(where(client)) from e
         raise
+
+
+async def check_redis(client: Redis) -> None:
+    """Raise `StoreUnavailable` unless a Redis 7 (or Valkey) answers: a replica that cannot
+    share its slots must not start and overload the upstream."""
+    with guard(client):
+        info = await client.info("server")
+    version = str(info.get("redis_version", "0"))
+    if int(version.split(".")[0]) < 7:
+        raise ValueError(f"{where(client)} runs Redis {version}; --redis needs Redis 7 or Valkey")
+
+
+def reach_redis(url: str) -> None:
+    """`tlc serve --redis URL` checks before it starts: a `ValueError` in one sentence unless
+    a Redis 7 (or Valkey) answers at `url`.
+
+    >>> reach_redis("redis://127.0.0.1:9/0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --redis: nothing answers at redis://127.0.0.1:9; start Redis 7 or Valkey ...
+    """
+
+    async def check() -> None:
+        client = connect(url)
+        try:
+            await check_redis(client)
+        finally:
+            await client.aclose()
+
+    try:
+        anyio.run(check)
+    except StoreUnavailable as down:
+        raise ValueError(
+            f"--redis: nothing answers at {down.where}; start Redis 7 or Valkey there, "
+            "or leave out --redis to run one process alone."
+        ) from None

@@ -66,6 +66,7 @@ class EventLogs:
         self.prefix = f"tlc:{{{name}}}:"
         self.replica = replica
         self.cancel_channel = self.prefix + "cancel"
+        self.alive_key = f"{self.prefix}alive:{replica}"  #: set while this replica lives
         self._end = client.register_script(script_text("events.lua"))
 
     def _key(self, request_id: str) -> str:
@@ -192,7 +193,7 @@ class EventLogs:
     async def heartbeat(self, ttl_s: float) -> None:
         """Say this replica is alive for `ttl_s` more."""
         with guard(self.client):
-            await self.client.set(f"{self.prefix}alive:{self.replica}", 1, px=_ms(ttl_s))
+            await self.client.set(self.alive_key, 1, px=_ms(ttl_s))
 
     async def end_orphans(self, data: str, keep_s: float) -> list[str]:
         """End, with one `error` event whose JSON is `data`, every live request of replicas

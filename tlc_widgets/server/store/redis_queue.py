@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -45,15 +46,26 @@ from .base import Lease, SlotLeases
 from .redis_conn import connect, guard, script_text
 from .redis_slots import RedisSlots
 
-__all__ = ["RedisQueue", "connect"]
+__all__ = ["Claim", "RedisQueue", "connect"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `RedisQueue.claim` found: this replica's start, or whose turn it is."""
+
+    entry: Entry  #: only the id when another replica holds it
+    lease: Lease | None  #: the place taken for it, when it is this replica's
+    owner: str | None = None  #: the live replica that must start it, when not this one
 
 
 class RedisQueue:
-    """`FairQueue` on Redis; `name` separates queues that share one Redis."""
+    """`FairQueue` on Redis; `name` separates queues that share one Redis. A replica passes
+    its `replica` name: its entries carry it, and `claim` starts only its own."""
 
-    def __init__(self, client: Redis, name: str = "default") -> None:
+    def __init__(self, client: Redis, name: str = "default", replica: str | None = None) -> None:
         self.client = client
         self.name = name
+        self.replica = replica
         self.prefix = f"tlc:{{{name}}}:"
         self._script = client.register_script(script_text("queue.lua"))
 
@@ -62,7 +74,10 @@ class RedisQueue:
             return await self._script(keys=[self.prefix + "e"], args=[step, FORGET_EVERY, *args])
 
     async def push(self, entry: Entry) -> None:
-        fields = {"u": entry.user, "m": entry.model, "p": entry.priority, "c": entry.cap}
+        fields: dict[str, Any] = {"u": entry.user, "m": entry.model, "p": entry.priority}
+        fields["c"] = entry.cap
+        if self.replica is not None:
+            fields["o"] = self.replica
         encoded = json.dumps(fields, separators=(",", ":"))
         added = await self._run("push", entry.id, encoded, entry.user, str(entry.priority))
         if not added:
@@ -105,6 +120,29 @@ class RedisQueue:
             return None
         rows, pool = json.loads(reply)
         return _entry(rows[0]), Lease(pool, lease_id, slots.ttl_s)
+
+    async def claim(
+        self, slots: SlotLeases, pools: Mapping[str, Sequence[tuple[str, int]]], strict: bool
+    ) -> Claim | None:
+        """The next start in a line several replicas share, as one step: None when nothing
+        waiting fits a free place; else `Claim(entry, lease)` when the next one is this
+        replica's (popped, its place leased), or `Claim(entry, None, owner)` when another
+        live replica holds it (nothing changes: that replica must take it). Per-user caps
+        count every replica's running requests (each lease id ends in `|<user>`)."""
+        if not isinstance(slots, RedisSlots) or slots.prefix != self.prefix + "lease:":
+            raise TypeError("claim needs the RedisSlots of this queue's name")
+        if self.replica is None:
+            raise TypeError("claim needs the queue's replica name")
+        ttl_ms = str(max(1, round(slots.ttl_s * 1000)))
+        wanted = json.dumps({m: [list(c) for c in choices] for m, choices in pools.items()})
+        args = (wanted, "1" if strict else "0", ttl_ms, slots.new_id(), self.replica)
+        reply = await self._run("claim", *args)
+        if reply is None:
+            return None
+        got = json.loads(reply)
+        if got[0] == "other":
+            return Claim(Entry(got[2], "", ""), None, got[1])
+        return Claim(_entry(got[1][0]), Lease(got[2], got[3], slots.ttl_s))
 
     async def order(self, model: str | None = None) -> list[Entry]:
         return _entries(await self._run("order", model or ""))

@@ -3,7 +3,8 @@
 -- its hash tag, so a cluster keeps one queue on one node). ARGV[1] names the step,
 -- ARGV[2] is FORGET_EVERY; the rest belong to the step.
 --
---   e          hash  id -> the entry's JSON (u user, m model, p priority, c cap), from Python
+--   e          hash  id -> the entry's JSON (u user, m model, p priority, c cap, and o the
+--                    replica that holds the request, in a line shared by replicas), from Python
 --   s          hash  id -> arrival number (FIFO within a user, and the rank of new users)
 --   seq, n     str   arrivals so far, starts so far (the global dispatch counter)
 --   served     zset  user -> dispatch number of their last start ("least recently served")
@@ -152,23 +153,35 @@ local function order(model)
   return '[' .. table.concat(out, ',') .. ']'
 end
 
--- Pop and lease in one step: ARGV pools as {model: [[pool, capacity], ...]}. A model is
--- eligible when one of its pools has a free place (leases that ran out do not count); the
--- request started gets a lease on the least busy such pool, as Catalog.free_pool chooses.
-local function pop_and_lease(pools, running, strict, ttl, lease_id)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local eligible = {}
+-- Free places per model, as Catalog.free_pool chooses: {model: the least busy pool's lease key}
+-- for models with a pool that has room (leases that ran out do not count), and the pools' keys.
+local function free_places(pools, now)
+  local eligible, keys = {}, {}
   for model, choices in pairs(pools) do
     local best, least = nil, nil
     for _, choice in ipairs(choices) do
       local key = P .. 'lease:' .. choice[1]
       redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+      keys[key] = true
       local busy = redis.call('ZCARD', key)
       if busy < choice[2] and (least == nil or busy < least) then best, least = key, busy end
     end
     eligible[model] = best
   end
+  return eligible, keys
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Pop and lease in one step: ARGV pools as {model: [[pool, capacity], ...]}. A model is
+-- eligible when one of its pools has a free place (leases that ran out do not count); the
+-- request started gets a lease on the least busy such pool, as Catalog.free_pool chooses.
+local function pop_and_lease(pools, running, strict, ttl, lease_id)
+  local now = now_ms()
+  local eligible = free_places(pools, now)
   local got = nil
   if running ~= nil then got = pop(eligible, running, true) end
   if got == nil and not (running ~= nil and strict) then got = pop(eligible, {}, false) end
@@ -177,6 +190,65 @@ local function pop_and_lease(pools, running, strict, ttl, lease_id)
   redis.call('ZADD', key, fmt(now + ttl), lease_id)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   return '[' .. got .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ']'
+end
+
+-- The first entry, in pop's order, that fits a free place: {'run', p, user, id, json, model}
+-- when it is `me`'s (or nobody's), {'other', replica, id} when another live replica holds
+-- it, {'dead', id} when its replica stopped saying it is alive.
+local function walk(eligible, running, use_caps, me)
+  for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
+    local from = 0
+    while true do
+      local users = redis.call('ZRANGE', P .. 'u:' .. p, from, from + 63)
+      if #users == 0 then break end
+      for _, user in ipairs(users) do
+        local head = redis.call('LINDEX', qkey(p, user), 0)
+        local json = redis.call('HGET', P .. 'e', head)
+        local d = cjson.decode(json)
+        local held = use_caps and d.c > 0 and d.c <= (running[user] or 0)
+        if not held and eligible[d.m] then
+          if d.o == nil or d.o == me then return {'run', p, user, head, json, d.m} end
+          if redis.call('EXISTS', P .. 'alive:' .. d.o) == 1 then return {'other', d.o, head} end
+          return {'dead', head}
+        end
+      end
+      from = from + 64
+    end
+  end
+  return nil
+end
+
+-- A line shared by replicas (ARGV: pools, strict, ttl, lease id, me). pop_and_lease's rule,
+-- but every replica decides alike: the running counts are the leases' own (each lease id
+-- ends in '|<user>'), not the caller's; a dead replica's entries are dropped on the way
+-- (the survivors' sweep ends those requests); and another live replica's entry is not
+-- taken here: the step names that replica, which is told to take it.
+local function claim(pools, strict, ttl, lease_id, me)
+  local now = now_ms()
+  local eligible, keys = free_places(pools, now)
+  local running = {}
+  for key in pairs(keys) do
+    for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      local user = string.match(id, '^[^|]*|(.*)$')
+      if user then running[user] = (running[user] or 0) + 1 end
+    end
+  end
+  while true do
+    local got = walk(eligible, running, true, me)
+    if got == nil and not strict then got = walk(eligible, {}, false, me) end
+    if got == nil then return nil end
+    if got[1] == 'other' then return cjson.encode(got) end
+    if got[1] == 'dead' then
+      remove(got[2])
+    else
+      local started = start(got[2], got[3], got[4], got[5])
+      local key, held = eligible[got[6]], lease_id .. '|' .. got[3]
+      redis.call('ZADD', key, fmt(now + ttl), held)
+      if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+      return '["run",' .. started .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ','
+        .. cjson.encode(held) .. ']'
+    end
+  end
 end
 
 local op = ARGV[1]
@@ -201,5 +273,8 @@ if op == 'pop_and_lease' then
   local running = nil
   if ARGV[4] ~= '' then running = cjson.decode(ARGV[4]) end
   return pop_and_lease(cjson.decode(ARGV[3]), running, ARGV[5] == '1', tonumber(ARGV[6]), ARGV[7])
+end
+if op == 'claim' then
+  return claim(cjson.decode(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6], ARGV[7])
 end
 return redis.error_reply('unknown step ' .. tostring(op))

@@ -13,6 +13,7 @@ servers use their `--slots` for it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -33,6 +34,7 @@ class Counter:
         self.now = 0  #: replies in flight
         self.peak = 0  #: most replies in flight at once
         self.started = 0  #: chat requests received
+        self.prompts: list[str] = []  #: each request's last message, in the order received
 
     def enter(self) -> None:
         self.now += 1
@@ -63,6 +65,7 @@ def counting_upstream(practice_url: str) -> Iterator[Counter]:
     async def chat(request: Request) -> Response:
         body = await request.body()
         counter.enter()
+        counter.prompts.append(str(json.loads(body)["messages"][-1]["content"]))
         left = False
 
         def leave() -> None:

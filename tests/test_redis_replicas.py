@@ -42,12 +42,14 @@ LEASE_S = 2.0  #: short, so the dead replica's places come back within the test
 
 
 @contextmanager
-def replica(upstream: str, redis: RedisServer, name: str, log: Path) -> Iterator[tuple[int, str]]:
+def replica(
+    upstream: str, redis: RedisServer, name: str, log: Path, slots: int = 4
+) -> Iterator[tuple[int, str]]:
     """One `tlc serve --redis` process: (pid, url)."""
     port = free_port()
     env = {**os.environ, "TLC_REDIS_NAME": name, "TLC_LEASE_S": str(LEASE_S)}
     argv = [sys.executable, "-m", "tlc_widgets.cli", "serve", "--port", str(port)]
-    argv += ["--upstream", upstream, "--slots", "4", "--redis", redis.url]
+    argv += ["--upstream", upstream, "--slots", str(slots), "--redis", redis.url]
     process = spawn(argv, log, env=env)
     try:
         url = f"http://127.0.0.1:{port}"

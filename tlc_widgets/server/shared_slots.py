@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 from redis import exceptions
+from redis.asyncio.client import Pipeline
 
 from ..config import Settings
 from ..protocol import Cancelled
@@ -119,14 +120,15 @@ class SharedDispatcher(Dispatcher):
     async def accepted(self, record: Record) -> None:
         """Known to every replica (its log, its place in the shared line) before its 202.
         With Redis down it waits here, and joins the line once Redis answers again."""
-        await self.shared.follow(record)
         entry = self.scheduler.get(record.id)
-        if entry is None:
-            return  # ended already
-        try:
-            await self.line.join(entry)
-        except StoreUnavailable as down:
-            log.warning("request %s waits to join the shared line: %s", record.id, down)
+        if entry is None:  # ended already
+            await self.shared.follow(record)
+            return
+
+        async def join(pipe: Pipeline) -> None:  # one round trip with the log's first note
+            await self.line.queue.push_into(pipe, entry)
+
+        if not await self.shared.follow(record, join):
             self._rejoin = True
         self.fill()
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from ..scheduler import FORGET_EVERY, Entry
 from .base import Lease, SlotLeases
@@ -74,14 +75,22 @@ class RedisQueue:
             return await self._script(keys=[self.prefix + "e"], args=[step, FORGET_EVERY, *args])
 
     async def push(self, entry: Entry) -> None:
+        added = await self._run("push", *self._push_args(entry))
+        if not added:
+            raise ValueError(f"request {entry.id!r} is already waiting")
+
+    async def push_into(self, pipe: Pipeline, entry: Entry) -> None:
+        """`push` as one step of someone else's round trip (a second push does nothing)."""
+        args: list[str | int] = ["push", FORGET_EVERY, *self._push_args(entry)]
+        await self._script(keys=[self.prefix + "e"], args=args, client=pipe)
+
+    def _push_args(self, entry: Entry) -> tuple[str, str, str, str]:
         fields: dict[str, Any] = {"u": entry.user, "m": entry.model, "p": entry.priority}
         fields["c"] = entry.cap
         if self.replica is not None:
             fields["o"] = self.replica
         encoded = json.dumps(fields, separators=(",", ":"))
-        added = await self._run("push", entry.id, encoded, entry.user, str(entry.priority))
-        if not added:
-            raise ValueError(f"request {entry.id!r} is already waiting")
+        return entry.id, encoded, entry.user, str(entry.priority)
 
     async def remove(self, request_id: str) -> bool:
         return bool(await self._run("remove", request_id))

@@ -9,6 +9,7 @@ replica and changes nothing. A dead replica's requests are dropped on the way.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -156,3 +157,31 @@ def test_a_claim_needs_the_queues_replica_and_its_slots(
         portal.call(RedisQueue(client, name).claim, RedisSlots(client, name), POOLS, False)
     with pytest.raises(TypeError, match="RedisSlots of this queue"):
         portal.call(RedisQueue(client, name, "r").claim, RedisSlots(client, "other"), POOLS, False)
+
+
+def test_a_dead_replicas_request_with_a_ticket_is_adopted_by_the_claimer(
+    portal: BlockingPortal, client: Redis
+) -> None:
+    name = uuid.uuid4().hex
+    slots = RedisSlots(client, name=name, ttl_s=600)
+    ours, dead = RedisQueue(client, name, "ours"), RedisQueue(client, name, "dead")
+    portal.call(lambda: client.set(f"tlc:{{{name}}}:alive:ours", 1, ex=600))
+    who = '{"user":"dan","replica":"dead","model":"m"}'
+    portal.call(lambda: client.set(f"tlc:{{{name}}}:who:d1", who))
+    portal.call(lambda: client.hset(f"tlc:{{{name}}}:live", "d1", "dead"))  # type: ignore[misc]
+
+    async def push_with_ticket() -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            await dead.push_into(pipe, Entry("d1", "dan", "m"), '{"how": "to run it"}', 60)
+            await pipe.execute()
+
+    portal.call(push_with_ticket)
+    got = portal.call(ours.claim, slots, POOLS, False)
+    assert got is not None and got.entry.id == "d1" and got.lease is not None
+    assert got.ticket is not None and json.loads(got.ticket) == {"how": "to run it"}
+    # Its log's notes name the adopter now, so no survivor ends it as the dead one's.
+    assert portal.call(lambda: client.hget(f"tlc:{{{name}}}:live", "d1")) == b"ours"  # type: ignore[misc]
+    assert (
+        json.loads(portal.call(lambda: client.get(f"tlc:{{{name}}}:who:d1")))["replica"] == "ours"
+    )
+    assert portal.call(lambda: client.exists(f"tlc:{{{name}}}:b:d1")) == 0  # the ticket is spent

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from ..config import Settings
 from ..protocol import ERRORS, Cancelled, Delta, Done, ErrorCode, ErrorEvent
 from .catalog import Catalog, Pool
+from .identity import Role
 from .record_store import RecordStore
 from .records import Record
 from .scheduler import Entry, FairScheduler
@@ -70,6 +71,8 @@ class Dispatcher:
         self.on_upstream_down: Callable[[], None] = lambda: None
         #: with --redis: the shared event logs (any replica's requests), else None
         self.replica: Replica | None = None
+        #: with --redis: a request of a replica that died, adopted here (the service takes it in)
+        self.on_adopt: Callable[[Record, Role], None] = lambda record, role: None
         #: with --redis: the whole line, every replica's waiting requests in order
         self.line_order: Callable[[], Awaitable[list[Entry]]] | None = None
 
@@ -123,8 +126,8 @@ class Dispatcher:
     async def open(self) -> None:
         """Connect to shared state before the first request; one process has none."""
 
-    async def accepted(self, record: Record) -> None:
-        """A request joined the line (a replica starts its shared event log here)."""
+    async def accepted(self, record: Record, role: Role) -> None:
+        """A request joined the line (a replica shares it here: its log, its ticket)."""
 
     def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
         """Every stream of `record` here closed and none came back in the grace time."""

@@ -46,10 +46,11 @@ class LogWriter:
         self._dirty: dict[str, None] = {}  # ids with new frames, in order of change
         self._wake = anyio.Event()
 
-    def follow(self, record: Record, opened: bool) -> None:
-        """Copy `record`'s frames to its log from now on (`opened`: its note is written)."""
+    def follow(self, record: Record, opened: bool, written: int = 0) -> None:
+        """Copy `record`'s frames to its log from now on (`opened`: its note is written;
+        `written`: its first frames are in the log already — a dead replica's, adopted)."""
         self._records[record.id] = record
-        self._written[record.id] = 0
+        self._written[record.id] = written
         if not opened:
             self._unopened.add(record.id)
         self._tg.start_soon(self._watch, record, name=f"log {record.id}")

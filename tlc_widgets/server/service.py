@@ -73,6 +73,7 @@ class QueueService:
         wiring = (self.catalog, self.scheduler, self.store, self.stats, task_group)
         self.dispatcher = Dispatcher.for_settings(settings, *wiring, self.mark_dirty)
         self.dispatcher.on_upstream_down = self._upstream_down
+        self.dispatcher.on_adopt = self._adopted
         self.dispatcher.strict = settings.running_cap_strict
         self.dispatcher.max_reply_bytes = settings.max_reply_bytes
         parts = (self.scheduler, self.store, self.catalog, self.stats)
@@ -219,7 +220,7 @@ class QueueService:
         self.loads.greet(record)
         self.dispatcher.fill()
         self.mark_dirty()
-        await self.dispatcher.accepted(record)  # with --redis: known to every replica first
+        await self.dispatcher.accepted(record, role)  # --redis: known to every replica first
         return record
 
     # ------------------------------------------------------------------ ending
@@ -237,6 +238,11 @@ class QueueService:
         if record.status is Status.QUEUED and self.scheduler.remove(record.id):
             record.finish(error_event(ErrorCode.QUEUE_TIMEOUT))
             self.mark_dirty()
+
+    def _adopted(self, record: Record, role: Role) -> None:
+        """With --redis: a request whose replica died runs here now (counted, kept, saved)."""
+        record.on_change = self.classroom.accepted(record, role, self._on_record_change)
+        self.store.add(record)
 
     def _on_record_change(self, record: Record) -> None:
         """One structured log line and a history save per state change; timers, retention
@@ -270,12 +276,8 @@ class QueueService:
 
     def state(self) -> dict[str, Any]:
         """Paused, draining, waiting, running: what the admin verbs answer."""
-        return {
-            "waiting": len(self.scheduler),
-            "running": self.dispatcher.running,
-            "paused": self.dispatcher.paused,
-            "draining": self.draining,
-        }
+        d, waiting, draining = self.dispatcher, len(self.scheduler), self.draining
+        return {"waiting": waiting, "running": d.running, "paused": d.paused, "draining": draining}
 
     def pause(self) -> None:
         """Accept requests but start none until `resume`; running ones go on."""

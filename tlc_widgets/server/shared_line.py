@@ -16,9 +16,12 @@ place is free, a replica *claims* (one Lua step, `RedisQueue.claim`):
   replica starts it;
 - it is another live replica's: nothing changes, and that replica is told on its own
   channel (`tlc:{name}:fill:<replica>`) to claim it — it does within a round trip or two;
-- its replica stopped saying it is alive (killed): it is dropped from the line on the way,
-  and a survivor ends that request with `replica_lost` (`replica.py`). A replica that stops
-  cleanly says goodbye first, so its line is not waited for.
+- its replica stopped saying it is alive (killed): it is *adopted* — started here, from
+  the ticket its replica wrote beside its place (`ticket.py`), its event log carried on
+  (the client reconnects to any replica with `Last-Event-ID` and reads on). A ticket that
+  ran out (its queue timeout) drops it instead, and a survivor ends it (`replica_lost`).
+  A replica that stops cleanly ends its own waiting requests and says goodbye, so its line
+  is not waited for.
 
 Per-user running caps count every replica's running requests (each lease names its user),
 so every replica decides alike and no two tell each other to go first forever.
@@ -60,9 +63,12 @@ class SharedLine:
         self._prefix = f"tlc:{{{name}}}:fill:"
         self._told: dict[str, float] = {}  # request id -> when its replica was last told
 
-    async def join(self, entry: Entry) -> None:
-        """Put a request accepted here in the shared order (before its 202 answer)."""
-        await self.queue.push(entry)
+    async def join(self, entry: Entry, ticket: str, keep_s: float) -> None:
+        """Put a request waiting here in the shared order, with its ticket (`ticket.py`)."""
+        with guard(self.client):
+            async with self.client.pipeline(transaction=True) as pipe:
+                await self.queue.push_into(pipe, entry, ticket, keep_s)
+                await pipe.execute()
 
     async def leave(self, request_id: str) -> None:
         """Take a request that ended while waiting out of the shared order."""
@@ -73,14 +79,15 @@ class SharedLine:
 
     async def claim(
         self, pools: Mapping[str, Sequence[tuple[str, int]]], strict: bool
-    ) -> tuple[str, Lease] | None:
-        """(request id, its place) when the next request is ours; None when nothing fits
-        or another replica's is next (which is then told)."""
+    ) -> tuple[str, Lease, bytes | None] | None:
+        """(request id, its place, None) when the next request is ours, (…, its ticket)
+        when it was a dead replica's (adopted); None when nothing fits or another
+        replica's is next (which is then told)."""
         got = await self.queue.claim(self.slots, pools, strict)
         if got is None:
             return None
         if got.lease is not None:
-            return got.entry.id, got.lease
+            return got.entry.id, got.lease, got.ticket
         assert got.owner is not None
         await self._tell(got.owner, got.entry.id)
         return None

@@ -217,7 +217,7 @@ class EventLogs:
                     continue
                 for request_id in [i for i, r in live.items() if r == replica]:
                     who = f"{self.prefix}who:{request_id}"
-                    keys = [self._key(request_id), f"{self.prefix}live", who]
+                    keys = [self._key(request_id), f"{self.prefix}live", who, self.prefix + "e"]
                     args: list[str | int] = [request_id, replica, data, _ms(keep_s)]
                     if await self._end(keys=keys, args=args):
                         ended.append(request_id)

@@ -57,6 +57,7 @@ class Claim:
     entry: Entry  #: only the id when another replica holds it
     lease: Lease | None  #: the place taken for it, when it is this replica's
     owner: str | None = None  #: the live replica that must start it, when not this one
+    ticket: bytes | None = None  #: a dead replica's request, adopted: how to run it (ticket.py)
 
 
 class RedisQueue:
@@ -79,10 +80,15 @@ class RedisQueue:
         if not added:
             raise ValueError(f"request {entry.id!r} is already waiting")
 
-    async def push_into(self, pipe: Pipeline, entry: Entry) -> None:
-        """`push` as one step of someone else's round trip (a second push does nothing)."""
+    async def push_into(
+        self, pipe: Pipeline, entry: Entry, ticket: str | None = None, keep_s: float = 0
+    ) -> None:
+        """`push` as one step of someone else's round trip (a second push does nothing),
+        with the request's `ticket` kept `keep_s` (while it may wait) for a survivor."""
         args: list[str | int] = ["push", FORGET_EVERY, *self._push_args(entry)]
         await self._script(keys=[self.prefix + "e"], args=args, client=pipe)
+        if ticket is not None:
+            pipe.set(f"{self.prefix}b:{entry.id}", ticket, px=max(1, round(keep_s * 1000)))
 
     def _push_args(self, entry: Entry) -> tuple[str, str, str, str]:
         fields: dict[str, Any] = {"u": entry.user, "m": entry.model, "p": entry.priority}
@@ -135,9 +141,10 @@ class RedisQueue:
     ) -> Claim | None:
         """The next start in a line several replicas share, as one step: None when nothing
         waiting fits a free place; else `Claim(entry, lease)` when the next one is this
-        replica's (popped, its place leased), or `Claim(entry, None, owner)` when another
-        live replica holds it (nothing changes: that replica must take it). Per-user caps
-        count every replica's running requests (each lease id ends in `|<user>`)."""
+        replica's (popped, its place leased), `Claim(entry, None, owner)` when another
+        live replica holds it (nothing changes: that replica must take it), or
+        `Claim(entry, lease, ticket=…)` when its replica died: adopted, to be run here.
+        Per-user caps count every replica's running requests (lease ids end in `|<user>`)."""
         if not isinstance(slots, RedisSlots) or slots.prefix != self.prefix + "lease:":
             raise TypeError("claim needs the RedisSlots of this queue's name")
         if self.replica is None:
@@ -151,7 +158,8 @@ class RedisQueue:
         got = json.loads(reply)
         if got[0] == "other":
             return Claim(Entry(got[2], "", ""), None, got[1])
-        return Claim(_entry(got[1][0]), Lease(got[2], got[3], slots.ttl_s))
+        ticket = json.dumps(got[4]).encode() if len(got) > 4 else None
+        return Claim(_entry(got[1][0]), Lease(got[2], got[3], slots.ttl_s), ticket=ticket)
 
     async def order(self, model: str | None = None) -> list[Entry]:
         return _entries(await self._run("order", model or ""))

@@ -12,6 +12,8 @@
 --   classes    zset  priority -> priority, the classes with someone waiting
 --   u:<p>      zset  user -> rank in class p: last start, or (never served) arrival - 2^52
 --   q:<p>:<u>  list  that user's waiting ids in class p, oldest first
+--   b:<id>     str   in a line shared by replicas: what another replica needs to run the
+--                    request if its own replica dies (a JSON ticket, set by Python)
 
 local P = string.sub(KEYS[1], 1, -2)
 local FORGET_EVERY = tonumber(ARGV[2])
@@ -78,6 +80,7 @@ local function remove(id)
   redis.call('LREM', qkey(p, d.u), 1, id)
   redis.call('HDEL', P .. 'e', id)
   redis.call('HDEL', P .. 's', id)
+  redis.call('DEL', P .. 'b:' .. id)
   unwait(d.u)
   rescore(p, d.u)
   return 1
@@ -89,6 +92,7 @@ local function start(p, user, head, json)
   redis.call('LPOP', qkey(p, user))
   redis.call('HDEL', P .. 'e', head)
   redis.call('HDEL', P .. 's', head)
+  redis.call('DEL', P .. 'b:' .. head)
   unwait(user)
   local n = redis.call('INCR', P .. 'n')
   redis.call('ZADD', P .. 'served', fmt(n), user)
@@ -194,7 +198,7 @@ end
 
 -- The first entry, in pop's order, that fits a free place: {'run', p, user, id, json, model}
 -- when it is `me`'s (or nobody's), {'other', replica, id} when another live replica holds
--- it, {'dead', id} when its replica stopped saying it is alive.
+-- it, {'dead', p, user, id, json, model} when its replica stopped saying it is alive.
 local function walk(eligible, running, use_caps, me)
   for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
     local from = 0
@@ -209,7 +213,7 @@ local function walk(eligible, running, use_caps, me)
         if not held and eligible[d.m] then
           if d.o == nil or d.o == me then return {'run', p, user, head, json, d.m} end
           if redis.call('EXISTS', P .. 'alive:' .. d.o) == 1 then return {'other', d.o, head} end
-          return {'dead', head}
+          return {'dead', p, user, head, json, d.m}
         end
       end
       from = from + 64
@@ -218,11 +222,24 @@ local function walk(eligible, running, use_caps, me)
   return nil
 end
 
+-- The request's log notes now name `me` (replica.py's `live` hash and `who` key).
+local function adopt(id, me)
+  redis.call('HSET', P .. 'live', id, me)
+  local who = redis.call('GET', P .. 'who:' .. id)
+  if who then
+    local d = cjson.decode(who)
+    d.replica = me
+    redis.call('SET', P .. 'who:' .. id, cjson.encode(d), 'KEEPTTL')
+  end
+end
+
 -- A line shared by replicas (ARGV: pools, strict, ttl, lease id, me). pop_and_lease's rule,
 -- but every replica decides alike: the running counts are the leases' own (each lease id
--- ends in '|<user>'), not the caller's; a dead replica's entries are dropped on the way
--- (the survivors' sweep ends those requests); and another live replica's entry is not
--- taken here: the step names that replica, which is told to take it.
+-- ends in '|<user>'), not the caller's; another live replica's entry is not taken here:
+-- the step names that replica, which is told to take it; and a dead replica's entry is
+-- *adopted*: started here, with its ticket, and its log's notes (`live`, `who`) moved to
+-- `me` in the same step, so the survivors' sweep never ends it (events.lua). An entry
+-- whose ticket ran out (its queue timeout) is dropped instead, and the sweep ends it.
 local function claim(pools, strict, ttl, lease_id, me)
   local now = now_ms()
   local eligible, keys = free_places(pools, now)
@@ -238,15 +255,22 @@ local function claim(pools, strict, ttl, lease_id, me)
     if got == nil and not strict then got = walk(eligible, {}, false, me) end
     if got == nil then return nil end
     if got[1] == 'other' then return cjson.encode(got) end
-    if got[1] == 'dead' then
-      remove(got[2])
+    local ticket = nil
+    if got[1] == 'dead' then ticket = redis.call('GET', P .. 'b:' .. got[4]) end
+    if got[1] == 'dead' and not ticket then
+      remove(got[4])
     else
       local started = start(got[2], got[3], got[4], got[5])
       local key, held = eligible[got[6]], lease_id .. '|' .. got[3]
       redis.call('ZADD', key, fmt(now + ttl), held)
       if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-      return '["run",' .. started .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ','
-        .. cjson.encode(held) .. ']'
+      local reply = '["run",' .. started .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ','
+        .. cjson.encode(held)
+      if ticket then
+        adopt(got[4], me)
+        reply = reply .. ',' .. ticket
+      end
+      return reply .. ']'
     end
   end
 end

@@ -1,0 +1,179 @@
+"""A replica starts requests from the shared line: its own when they are next, and a dead
+replica's, adopted.
+
+    >>> from tlc_widgets.server.upstream import Timeouts, Upstream
+    >>> box = Upstream("http://127.0.0.1:1234/v1", default_slots=2, timeouts=Timeouts())
+    >>> pool_id(Pool(box, "qwen", capacity=4)), pool_id(Pool(box, None, capacity=2))
+    ('http://127.0.0.1:1234/v1|qwen', 'http://127.0.0.1:1234/v1')
+
+The half of `SharedDispatcher` (`shared_slots.py`) that deals with the line
+(`shared_line.py`): each request accepted here joins it with its ticket (`ticket.py`) in
+the same round trip as its log's first note; `fill()` stays a plain function that starts
+one task, which claims while the next request fits a free place. A claim that returns this
+replica's request starts it; one that returns a dead replica's adopts it: the record is
+rebuilt from its ticket and its logged frames, the service takes it in (`on_adopt`: the
+classroom's counts, history), and it starts here. A request that ended while waiting
+leaves the line (`FairScheduler.on_remove`). After Redis was away, what waits here joins
+the line again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+
+from ..config import Settings
+from .catalog import Pool
+from .dispatcher import Dispatcher
+from .identity import Role
+from .records import Record
+from .replica import Replica
+from .scheduler import Entry
+from .shared_line import SharedLine
+from .store.errors import StoreUnavailable
+from .store.redis_conn import connect
+from .ticket import from_ticket, ticket
+
+__all__ = ["LineDispatcher", "pool_id"]
+
+log = logging.getLogger("tlc.dispatcher")
+
+
+def pool_id(pool: Pool) -> str:
+    """The pool's name in Redis: the upstream's URL, and the model if it has its own pool."""
+    base = pool.upstream.base_url
+    return base if pool.model is None else f"{base}|{pool.model}"
+
+
+class LineDispatcher(Dispatcher):
+    """`Dispatcher` that starts requests when the line shared under `redis_name` says so."""
+
+    def __init__(self, settings: Settings, *parts: Any) -> None:
+        super().__init__(*parts)
+        assert settings.redis_url is not None
+        self.client = connect(settings.redis_url.get_secret_value())
+        self.replica = self.shared = Replica(self.client, settings, self._tg)
+        name, me = settings.redis_name, self.shared.logs.replica
+        self.line = SharedLine(self.client, name, me, settings.lease_s)
+        self.slots = self.line.slots
+        self.line_order = self._line_order
+        self.scheduler.on_remove = self._left
+        self.ticket_s = settings.queue_timeout_s  # a ticket lasts as long as a request waits
+        self._roles: dict[str, Role] = {}  # waiting here: each one's role, for its ticket
+        self._claimed = ""  # the request a claim just took: not to be taken out twice
+        self._rejoin = False  # Redis was away: put what waits here back in the line
+        self._wanted = False  # a fill was asked for since the filler last looked
+        self._filling = False  # the filler task runs
+        self._opened = False
+
+    async def accepted(self, record: Record, role: Role) -> None:
+        """Known to every replica (its log, its place in the shared line) before its 202.
+        With Redis down it waits here, and joins the line once Redis answers again."""
+        entry = self.scheduler.get(record.id)
+        if entry is None:  # ended already
+            await self.shared.follow(record)
+            return
+        text = ticket(record, role)
+        self._roles[record.id] = role
+
+        async def join(pipe: Pipeline) -> None:  # one round trip with the log's first note
+            await self.line.queue.push_into(pipe, entry, text, self.ticket_s)
+
+        if not await self.shared.follow(record, join):
+            self._rejoin = True
+        self.fill()
+
+    async def _join_again(self) -> None:
+        """After Redis was away (a restart may have emptied it): every request waiting
+        here that the shared line does not hold joins it again, in this replica's order."""
+        for entry in list(self.scheduler.order()):
+            record = self.store.get(entry.id)
+            if record is not None and not await self.line.queue.contains(entry.id):
+                role = self._roles.get(entry.id, Role.STUDENT)
+                await self.line.join(entry, ticket(record, role), self.ticket_s)
+        self._rejoin = False
+
+    async def _line_order(self) -> list[Entry]:
+        """The whole line for positions; this replica's part while Redis is away."""
+        try:
+            return await self.line.order()
+        except StoreUnavailable:
+            self._rejoin = True
+            return list(self.scheduler.order())
+
+    def _left(self, entry: Entry) -> None:
+        """A waiting request ended here (cancelled, timed out…): out of the shared line too."""
+        self._roles.pop(entry.id, None)
+        if entry.id != self._claimed and self._opened:
+            self._tg.start_soon(self.line.leave, entry.id, name="leave the shared line")
+
+    def fill(self, look: bool = False) -> None:
+        """Start waiting requests while places are free (in one task; calls coalesce).
+        `look`: claim even with nothing waiting here (a dead replica's may be next)."""
+        self._wanted = True
+        wanted = look or len(self.scheduler)
+        if not self._filling and wanted and not self.closing and not self.paused:
+            self._filling = True
+            self._tg.start_soon(self._fill_while_wanted, look, name="fill")
+
+    async def _fill_while_wanted(self, look: bool) -> None:
+        try:
+            while self._wanted:
+                self._wanted = False
+                await self._fill_once(look)
+        except StoreUnavailable as down:  # the next look (a second) tries again
+            log.warning("cannot start waiting requests: %s", down)
+            self._rejoin = True
+        finally:
+            self._filling = False
+
+    async def _fill_once(self, look: bool) -> None:
+        """Claim places while the shared line's next request is ours or a dead replica's."""
+        started = False
+        if self._rejoin:
+            await self._join_again()
+        while (look or len(self.scheduler)) and not self.closing and not self.paused:
+            pools, wanted = self._pools()
+            got = await self.line.claim(wanted, self.strict)
+            if got is None:
+                break  # nothing fits a free place, or another replica's request is next
+            request_id, lease, adopted = got
+            pool = pools.get(lease.pool)
+            if adopted is not None:
+                record: Record | None = await self._adopt(request_id, adopted)
+            else:
+                record, self._claimed = self.store.get(request_id), request_id
+                if not self.scheduler.remove(request_id):
+                    record = None
+            if record is not None and pool is not None and not record.status.terminal:
+                self._roles.pop(request_id, None)
+                self._launch(record, pool, lease)
+                started = True
+            else:  # ended while the claim was under way: the place goes back
+                await self.slots.release(lease)
+        if started:
+            self._on_queue_change()
+
+    async def _adopt(self, request_id: str, text: bytes) -> Record:
+        """A dead replica's waiting request, run here: rebuilt from its ticket, its logged
+        frames first (event ids go on), taken in by the service, its log written from here."""
+        frames = await self.shared.logs.logged(request_id)
+        record, role = from_ticket(request_id, text, frames)
+        self.on_adopt(record, role)
+        self.shared.writer.follow(record, opened=True, written=len(frames))
+        log.warning("request %s of a replica that stopped runs here now", request_id)
+        return record
+
+    def _pools(self) -> tuple[dict[str, Pool], dict[str, list[tuple[str, int]]]]:
+        """The pools by id (the names leases use), and where each model may start now:
+        every model, not only those waiting here, since the line is every replica's."""
+        pools: dict[str, Pool] = {}
+        wanted: dict[str, list[tuple[str, int]]] = {}
+        for model in self.catalog.models():
+            for upstream in self.catalog.ready_on(model):
+                pool = self.catalog.pool_for(upstream, model)
+                pools[pool_id(pool)] = pool
+                wanted.setdefault(model, []).append((pool_id(pool), pool.capacity))
+        return pools, wanted

@@ -98,9 +98,10 @@ class Budgets:
             self._start, self._end = day_bounds(now)
             self._usage.clear()
 
-    def start_session(self, label: str = "") -> None:
-        """Count from now, from zero for everyone, until `end_session` (or the next one)."""
-        now = self._clock()
+    def start_session(self, label: str = "", started_at: float | None = None) -> None:
+        """Count from now (or `started_at`: one begun on another replica), from zero for
+        everyone, until `end_session` (or the next one)."""
+        now = self._clock() if started_at is None else started_at
         self.session = {"label": label.strip(), "started_at": now}
         self._start, self._end = now, math.inf
         self._usage.clear()

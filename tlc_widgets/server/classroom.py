@@ -65,6 +65,8 @@ class Classroom:
             Budget(prompts=settings.budget_prompts_per_day, tokens=settings.budget_tokens_per_day)
         )
         self._on_change = on_change or (lambda: None)
+        #: called after a teacher's change (with --redis: shared with every replica)
+        self.on_steer: Callable[[], None] = lambda: None
 
     def governs(self, role: Role) -> bool:
         """Whether the class rules (pause, budget, class prompt) apply to this role."""
@@ -77,13 +79,13 @@ class Classroom:
     def start_session(self, label: str) -> None:
         """Budgets count from now, from zero, until the teacher ends the session."""
         self.budgets.start_session(label)
-        self._on_change()
+        self._steered()
 
     async def end_session(self, history: History) -> None:
         """Back to the day's budgets, with the day's counts (the session's included)."""
         self.budgets.end_session()
         await self.recount(history)
-        self._on_change()
+        self._steered()
 
     # ------------------------------------------------------------------ admission
 
@@ -142,11 +144,16 @@ class Classroom:
 
     def pause(self, message: str) -> None:
         self.mode, self.message = ClassMode.PAUSED, message.strip()
-        self._on_change()
+        self._steered()
 
     def resume(self) -> None:
         self.mode, self.message = ClassMode.OPEN, ""
-        self._on_change()
+        self._steered()
+
+    def set_budget(self, user: str | None, budget: Budget | None) -> None:
+        """The class's budget (`user` None), or one student's (`budget` None: theirs goes)."""
+        self.budgets.set(user, budget)
+        self._steered()
 
     def set_prompt(self, text: str, model: str | None) -> None:
         """Set (or, with empty text, remove) the class prompt for `model` (None: all)."""
@@ -155,6 +162,47 @@ class Classroom:
             self.prompts[key] = text.strip()
         else:
             self.prompts.pop(key, None)
+        self._steered()
+
+    def _steered(self) -> None:
+        self._on_change()
+        self.on_steer()
+
+    def steering(self) -> dict[str, Any]:
+        """What a teacher set, as JSON: what replicas share (`steer` applies it)."""
+        budgets = self.budgets
+        return {
+            "mode": self.mode.value,
+            "message": self.message,
+            "prompts": self.prompts,
+            "default": _budget(budgets.default),
+            "students": {u: _budget(b) for u, b in budgets.overrides.items()},
+            "session": budgets.session,
+        }
+
+    async def steer(self, doc: dict[str, Any], history: History) -> None:
+        """Apply a teacher's change made on another replica (`steering()`'s JSON) without
+        sharing it again; a session started or ended there starts or ends here (an end
+        re-reads this replica's history for the day's counts).
+
+        >>> import anyio
+        >>> room = Classroom(Settings(_env_file=None), keys_on=True)
+        >>> other = Classroom(Settings(_env_file=None), keys_on=True)
+        >>> other.pause("Quiz until 10:30"); other.set_budget("ann", Budget(5, 100))
+        >>> anyio.run(room.steer, other.steering(), History(""))
+        >>> room.mode.value, room.message, room.budgets.of("ann").prompts
+        ('paused', 'Quiz until 10:30', 5)
+        """
+        self.mode, self.message = ClassMode(doc["mode"]), doc["message"]
+        self.prompts = dict(doc["prompts"])
+        self.budgets.default = Budget(**doc["default"])
+        self.budgets.overrides = {u: Budget(**b) for u, b in doc["students"].items()}
+        session, was = doc["session"], self.budgets.session
+        if session is not None and session != was:
+            self.budgets.start_session(session["label"], session["started_at"])
+        elif session is None and was is not None:
+            self.budgets.end_session()
+            await self.recount(history)
         self._on_change()
 
     # ------------------------------------------------------------------ reading

@@ -73,6 +73,8 @@ class Dispatcher:
         self.replica: Replica | None = None
         #: with --redis: a request of a replica that died, adopted here (the service takes it in)
         self.on_adopt: Callable[[Record, Role], None] = lambda record, role: None
+        #: with --redis: a teacher's change or a drain made on another replica (to apply)
+        self.on_class: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         #: with --redis: the whole line, every replica's waiting requests in order
         self.line_order: Callable[[], Awaitable[list[Entry]]] | None = None
 
@@ -128,6 +130,9 @@ class Dispatcher:
 
     async def accepted(self, record: Record, role: Role) -> None:
         """A request joined the line (a replica shares it here: its log, its ticket)."""
+
+    def share_class(self, steering: dict[str, Any]) -> None:
+        """A teacher's change (or a drain): one process has nobody to tell."""
 
     def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
         """Every stream of `record` here closed and none came back in the grace time."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anyio
+
 from .clock import call_later
 
 if TYPE_CHECKING:
@@ -50,6 +52,12 @@ class RecordStore:
         for record in self._records.values():
             if not record.status.terminal:
                 record.nudge()
+
+    async def nudge_forever(self, interval_s: float) -> None:
+        """`nudge_live` every `interval_s`: an idle stream sends `: ping` (proxies keep it)."""
+        while True:
+            await anyio.sleep(interval_s)
+            self.nudge_live()
 
     def forget_later(self, record: Record) -> None:
         """`record` has ended: forget it after `retain_s`, and the oldest finished ones now

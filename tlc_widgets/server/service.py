@@ -71,11 +71,11 @@ class QueueService:
         self.stats = Stats()
         self.catalog = Catalog.from_settings(settings)
         wiring = (self.catalog, self.scheduler, self.store, self.stats, task_group)
-        self.dispatcher = Dispatcher.for_settings(settings, *wiring, self.mark_dirty)
-        self.dispatcher.on_upstream_down = self._upstream_down
-        self.dispatcher.on_adopt = self._adopted
-        self.dispatcher.strict = settings.running_cap_strict
-        self.dispatcher.max_reply_bytes = settings.max_reply_bytes
+        d = self.dispatcher = Dispatcher.for_settings(settings, *wiring, self.mark_dirty)
+        d.strict, d.max_reply_bytes = settings.running_cap_strict, settings.max_reply_bytes
+        d.on_upstream_down = self._upstream_down
+        d.on_adopt, d.on_class = self._adopted, self._steered_elsewhere  # with --redis
+        self.classroom.on_steer = self._share_steering
         parts = (self.scheduler, self.store, self.catalog, self.stats)
         line = self.dispatcher.line_order  # with --redis: every replica's requests
         self.positions = Positions(*parts, settings.position_interval_s, self._notify, line)
@@ -100,7 +100,7 @@ class QueueService:
             await service.refresh_upstreams()
             tg.start_soon(service.positions.run, name="positions")
             tg.start_soon(service._refresh_forever, name="upstream refresh")
-            tg.start_soon(service._keep_alive, name="keep-alive")
+            tg.start_soon(service.store.nudge_forever, settings.ping_interval_s, name="pings")
             try:
                 yield service
             finally:
@@ -144,8 +144,7 @@ class QueueService:
         self._tg.start_soon(self.refresh_upstreams, name="upstream re-check")
 
     def _fail_stranded(self) -> None:
-        """Waiting requests whose model no answering upstream offers fail now, with
-        `upstream_unavailable`, instead of waiting out the queue timeout in silence."""
+        """Waiting requests for a model no upstream offers fail now, not at their timeout."""
         offered = set(self.catalog.models())
         failure = error_event(ErrorCode.UPSTREAM_UNAVAILABLE, self.catalog.tried())
         self._end_waiting(lambda entry: entry.model not in offered, failure)
@@ -160,12 +159,6 @@ class QueueService:
                 record.finish(ending)
         if chosen:
             self.mark_dirty()
-
-    async def _keep_alive(self) -> None:
-        """Wake every live request's streams: an idle one sends `: ping` (proxies keep it)."""
-        while True:
-            await anyio.sleep(self.settings.ping_interval_s)
-            self.store.nudge_live()
 
     async def _refresh_forever(self) -> None:  # LM Studio loads, unloads, comes and goes
         while True:
@@ -287,11 +280,21 @@ class QueueService:
     def drain(self) -> None:
         """Accept nothing new (503 `draining`); let what waits and runs finish."""
         self.draining = True
+        self._share_steering()
         self.mark_dirty()
 
     def resume(self) -> None:
         """End a pause or a drain; waiting requests start at once where slots are free."""
         self.dispatcher.paused = False
         self.draining = False
+        self._share_steering()
         self.dispatcher.fill()
         self.mark_dirty()
+
+    def _share_steering(self) -> None:
+        """With --redis, every replica of the class takes a teacher's change, and a drain."""
+        self.dispatcher.share_class({**self.classroom.steering(), "draining": self.draining})
+
+    async def _steered_elsewhere(self, doc: dict[str, Any]) -> None:
+        self.draining = bool(doc["draining"])
+        await self.classroom.steer(doc, self.history)

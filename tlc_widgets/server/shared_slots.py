@@ -59,6 +59,7 @@ class SharedDispatcher(LineDispatcher):
         super().__init__(settings, *parts)
         self.channel = f"tlc:{{{settings.redis_name}}}:freed"
         self.steer_channel = f"tlc:{{{settings.redis_name}}}:paused"  # a key and a channel
+        self.class_channel = f"tlc:{{{settings.redis_name}}}:class"  # a key and a channel
         self.grace_s = settings.disconnect_grace_s
         self._checks: set[asyncio.Task[None]] = set()  # abandoned? checks under way
 
@@ -84,10 +85,33 @@ class SharedDispatcher(LineDispatcher):
         except StoreUnavailable as down:
             log.warning("the pause holds on this replica only: %s", down)
 
+    def share_class(self, steering: dict[str, Any]) -> None:
+        """A teacher's change (the class's pause, prompts, budgets, session) or a drain
+        holds for every replica: the whole state as one key (for replicas that start
+        later) and a message (for those running now, which apply it: `on_class`)."""
+        doc = json.dumps({**steering, "from": self.shared.logs.replica})
+        self._tg.start_soon(self._share_class, doc, name="share the class")
+
+    async def _share_class(self, doc: str) -> None:
+        try:
+            with guard(self.client):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.set(self.class_channel, doc)
+                    pipe.publish(self.class_channel, doc)
+                    await pipe.execute()
+        except StoreUnavailable as down:
+            log.warning("the teacher's change holds on this replica only: %s", down)
+
+    async def _class_from(self, doc: bytes | str | None) -> None:
+        steering = json.loads(doc) if doc else None
+        if steering and steering.pop("from") != self.shared.logs.replica and self.on_class:
+            await self.on_class(steering)
+
     async def open(self) -> None:
         await check_redis(self.client)
         with guard(self.client):  # a class paused before this replica started stays paused
             self._paused = bool(await self.client.exists(self.steer_channel))
+            await self._class_from(await self.client.get(self.class_channel))
         self._opened = True
         await self.shared.logs.heartbeat(self.shared.lease_s)  # alive before any request
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
@@ -167,12 +191,15 @@ class SharedDispatcher(LineDispatcher):
         try:
             cancels = self.shared.logs.cancel_channel
             with guard(self.client):
-                await pubsub.subscribe(self.channel, cancels, self.steer_channel, self.line.channel)
+                channels = (self.channel, cancels, self.steer_channel, self.class_channel)
+                await pubsub.subscribe(*channels, self.line.channel)
                 while True:
                     message = await pubsub.get_message(timeout=LOOK_EVERY_S)
                     channel = "" if message is None else message["channel"].decode()
                     if channel == cancels:
                         self._cancel_asked(json.loads(message["data"]))  # type: ignore[index]
+                    elif channel == self.class_channel:
+                        await self._class_from(message["data"])  # type: ignore[index]
                     elif channel == self.steer_channel:
                         self._paused = message["data"] == b"1"  # type: ignore[index]
                         self._on_queue_change()

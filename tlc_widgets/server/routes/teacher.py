@@ -96,21 +96,21 @@ async def class_prompt(body: PromptBody, service: Teacher) -> ClassState:
 @router.put("/budget", response_model=ClassState)
 async def class_budget(body: BudgetBody, service: Teacher) -> ClassState:
     """Every student's daily budget (0: unlimited); students with their own keep theirs."""
-    service.classroom.budgets.set(None, Budget(prompts=body.prompts, tokens=body.tokens))
+    service.classroom.set_budget(None, Budget(prompts=body.prompts, tokens=body.tokens))
     return _state(service)
 
 
 @router.put("/budget/{user}", response_model=ClassState)
 async def student_budget(user: str, body: BudgetBody, service: Teacher) -> ClassState:
     """One student's own daily budget (more for a project, less after a warning)."""
-    service.classroom.budgets.set(user, Budget(prompts=body.prompts, tokens=body.tokens))
+    service.classroom.set_budget(user, Budget(prompts=body.prompts, tokens=body.tokens))
     return _state(service)
 
 
 @router.delete("/budget/{user}", response_model=ClassState)
 async def student_budget_reset(user: str, service: Teacher) -> ClassState:
     """The student goes back to the class's budget."""
-    service.classroom.budgets.set(user, None)
+    service.classroom.set_budget(user, None)
     return _state(service)
 
 

@@ -1,0 +1,106 @@
+"""A teacher steers the whole class, whichever replica answers: with `--redis`, the class's
+pause and message, its prompt, its budgets, a session, and an admin's drain hold on every
+replica — and on one that starts later.
+
+Real parts: a redis-server, the practice model, and real `tlc serve --redis` processes
+(no keys: every caller is the trusted local teacher, and the class rules govern everyone).
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import practice_server, wait_until
+from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
+from tests.test_redis_replicas import replica
+
+pytestmark = pytest.mark.anyio
+
+ASK = {"prompt": "What is a queue?", "user": "ann", "max_tokens": 4}
+
+
+@pytest.mark.timeout(180)
+async def test_the_teachers_changes_hold_on_every_replica(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    name = uuid.uuid4().hex
+    with practice_server() as practice, ExitStack() as stack:
+        url = practice.url + "/v1"
+
+        def start(i: int) -> str:
+            log = tmp_path / f"r{i}.log"
+            return stack.enter_context(replica(url, redis_server, name, log))[1]
+
+        urls = [start(0), start(1)]
+        async with AsyncExitStack() as clients:
+
+            async def client(u: str) -> httpx.AsyncClient:
+                return await clients.enter_async_context(httpx.AsyncClient(base_url=u, timeout=30))
+
+            a, b = await client(urls[0]), await client(urls[1])
+
+            async def on_b(check: Any) -> None:
+                async def holds() -> bool:
+                    return bool(check((await b.get("/api/class")).json()))
+
+                await wait_until(holds, "the change made on A, seen on B")
+
+            # The exam pause, with its message: B refuses students with the teacher's words.
+            await a.post("/api/class/pause", json={"message": "Quiz until 10:30"})
+            await on_b(lambda s: s["mode"] == "paused")
+            refused = await b.post("/api/requests", json=ASK)
+            assert refused.status_code == 423
+            assert refused.json()["error"]["code"] == "class_paused"
+            assert "Quiz until 10:30" in refused.json()["error"]["message"]
+            # A replica that starts later reads the class as it is.
+            c = await client(start(2))
+            assert (await c.get("/api/class")).json()["mode"] == "paused"
+            assert (await c.post("/api/requests", json=ASK)).status_code == 423
+            await b.post("/api/class/resume")
+            await on_b(lambda s: s["mode"] == "open")
+            assert (await a.get("/api/class")).json()["mode"] == "open"
+            assert (await a.post("/api/requests", json=ASK)).status_code == 202
+
+            # The class prompt, the budgets and a session, set on one, hold on the other.
+            await b.put("/api/class/prompt", json={"text": "Answer in French.", "model": None})
+            await a.put("/api/class/budget", json={"prompts": 7, "tokens": 0})
+            await a.put("/api/class/budget/ann", json={"prompts": 2, "tokens": 0})
+            await a.post("/api/class/session", json={"label": "exam"})
+            await on_b(lambda s: (s["budget"]["session"] or {}).get("label") == "exam")
+            state_b = (await b.get("/api/class")).json()
+            state_a = (await a.get("/api/class")).json()
+            assert state_a["prompts"] == state_b["prompts"] == {"*": "Answer in French."}
+            assert state_b["budget"]["default"] == {"prompts": 7, "tokens": 0}
+            assert state_b["budget"]["students"] == {"ann": {"prompts": 2, "tokens": 0}}
+            assert state_b["budget"]["session"] == state_a["budget"]["session"]
+            await b.delete("/api/class/session")
+            await wait_until(_session_ended(a), "the session ended on B, seen on A")
+
+            # An admin's drain on one replica: every replica refuses new requests.
+            await a.post("/api/admin/drain")
+
+            async def b_drains() -> bool:
+                answer = await b.post("/api/requests", json=ASK)
+                return answer.status_code == 503 and answer.json()["error"]["code"] == "draining"
+
+            await wait_until(b_drains, "B draining too")
+            await b.post("/api/admin/resume")
+
+            async def a_accepts() -> bool:
+                return (await a.post("/api/requests", json=ASK)).status_code == 202
+
+            await wait_until(a_accepts, "A open again after the resume on B")
+
+
+def _session_ended(client: httpx.AsyncClient) -> Any:
+    async def ended() -> bool:
+        return (await client.get("/api/class")).json()["budget"]["session"] is None
+
+    return ended

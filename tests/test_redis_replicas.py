@@ -3,14 +3,15 @@
 Real parts only: a redis-server (the fixture), the practice model behind a counting
 pass-through (it counts the replies it was asked for at once), and three real `tlc serve`
 processes sharing the upstream's slots and event logs through Redis. What this shows of
-#15 today (each replica still keeps its own waiting line, docs/scale-out.md):
+#15 (docs/scale-out.md):
 
 - the upstream never runs more than its 4 places, counted across the three replicas;
 - every request of a surviving replica ends in exactly one terminal event;
 - a replica killed with `kill -9` holds its places only until its leases run out (that the
   others then use them is `test_redis_service.py`'s dead-replica test);
 - each request the killed replica had accepted ends exactly once for a client that moves
-  to a survivor (`replica_lost`, written there; its waiting ones are not run elsewhere yet).
+  to a survivor (`done` for those still waiting, which a survivor adopts and runs;
+  `replica_lost` for those it was running), and the upstream is asked for none twice.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ async def test_300_clients_on_3_replicas_and_one_killed_mid_run(
         f"killed replica: {len(ends[url_c])} accepted, {len(cut)} of them cut and read on "
         f"from a survivor, {len(refused)} refused as it died"
     )
+    assert len(upstream.prompts) == len(set(upstream.prompts))  # none run twice
     assert upstream.peak <= 4  # never more than its places, across replicas, the kill too
     assert upstream.peak == 4  # and all 4 were used
     assert survivors == [["done"]] * 200  # one terminal event each, all of them done

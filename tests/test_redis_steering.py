@@ -104,3 +104,52 @@ def _session_ended(client: httpx.AsyncClient) -> Any:
         return (await client.get("/api/class")).json()["budget"]["session"] is None
 
     return ended
+
+
+@pytest.mark.timeout(180)
+async def test_a_budget_counts_the_whole_class_across_replicas(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two prompts a day: one through A and one through B spend them; a third is refused
+    on either, and the teacher's view on each counts both."""
+    name = uuid.uuid4().hex
+    with practice_server() as practice, ExitStack() as stack:
+        url = practice.url + "/v1"
+        urls = [
+            stack.enter_context(replica(url, redis_server, name, tmp_path / f"r{i}.log"))[1]
+            for i in range(2)
+        ]
+        async with (
+            httpx.AsyncClient(base_url=urls[0], timeout=30) as a,
+            httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
+        ):
+            await a.put("/api/class/budget", json={"prompts": 2, "tokens": 0})
+            await wait_until(_budget_is(b, 2), "the budget set on A, seen on B")
+            ask = {"prompt": "hi", "user": "zed", "max_tokens": 4}
+            assert (await a.post("/api/requests", json=ask)).status_code == 202
+            assert (await b.post("/api/requests", json=ask)).status_code == 202
+            for client in (a, b):
+                await wait_until(_prompts_of(client, "zed", 2), "both prompts counted on each")
+            for client in (a, b):
+                refused = await client.post("/api/requests", json=ask)
+                assert refused.status_code == 429
+                assert refused.json()["error"]["code"] == "budget_exhausted"
+            other = {"prompt": "hi", "user": "amy", "max_tokens": 4}
+            assert (await b.post("/api/requests", json=other)).status_code == 202
+
+
+def _budget_is(client: httpx.AsyncClient, prompts: int) -> Any:
+    async def check() -> bool:
+        state = (await client.get("/api/class")).json()
+        return bool(state["budget"]["default"]["prompts"] == prompts)
+
+    return check
+
+
+def _prompts_of(client: httpx.AsyncClient, user: str, prompts: int) -> Any:
+    async def check() -> bool:
+        rows = (await client.get("/api/class/students")).json()["students"]
+        return any(r["user"] == user and r["prompts"] == prompts for r in rows)
+
+    return check

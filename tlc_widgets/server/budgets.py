@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +84,11 @@ class Budgets:
     def __init__(self, default: Budget, clock: Callable[[], float] = time.time) -> None:
         self.default = default
         self.overrides: dict[str, Budget] = {}  #: per student, set by a teacher
+        #: with --redis: the whole class's counts for the period (shared_usage.py), and
+        #: what this replica counted that they do not hold yet; None: this process's own
+        self.shared: dict[str, Usage] | None = None
+        self.unsent: dict[str, Usage] = {}
+        self.loaded = False  #: the history's counts are in (`load` ran)
         self.session: dict[str, Any] | None = None  #: {"label", "started_at"} while one runs
         self._clock = clock
         self._start, self._end = day_bounds(clock())
@@ -96,7 +101,7 @@ class Budgets:
         now = self._clock()
         if self.session is None and now >= self._end:
             self._start, self._end = day_bounds(now)
-            self._usage.clear()
+            self._new_period()
 
     def start_session(self, label: str = "", started_at: float | None = None) -> None:
         """Count from now (or `started_at`: one begun on another replica), from zero for
@@ -104,13 +109,13 @@ class Budgets:
         now = self._clock() if started_at is None else started_at
         self.session = {"label": label.strip(), "started_at": now}
         self._start, self._end = now, math.inf
-        self._usage.clear()
+        self._new_period()
 
     def end_session(self) -> None:
         """Back to the day; its counts are the caller's to `load` again (from the history)."""
         self.session = None
         self._start, self._end = day_bounds(self._clock())
-        self._usage.clear()
+        self._new_period()
 
     @property
     def period(self) -> str:
@@ -131,30 +136,63 @@ class Budgets:
 
     # ------------------------------------------------------------------ counting
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
     def usage(self, user: str) -> Usage:
         self._roll()
-        return self._usage.get(user, Usage())
+        here = self._usage.get(user, Usage())
+        if self.shared is None:
+            return here
+        usage = replace(self.shared.get(user, Usage()), role=here.role)
+        _add(usage, self.unsent.get(user, Usage()))
+        return usage
 
     def everyone(self) -> dict[str, Usage]:
         self._roll()
+        if self.shared is None:
+            return dict(self._usage)
+        return {u: self.usage(u) for u in {*self.shared, *self.unsent, *self._usage}}
+
+    def here(self) -> dict[str, Usage]:
+        """This replica's own counts for the period."""
         return dict(self._usage)
+
+    def add_unsent(self, counts: dict[str, Usage], sign: int = 1) -> None:
+        """Counts to add to the class's totals at the next sync (`sign` -1: added now)."""
+        for user, usage in counts.items():
+            _add(self.unsent.setdefault(user, Usage()), usage, sign)
+            left = self.unsent[user]
+            if not (left.prompts or left.tokens or left.errors):
+                del self.unsent[user]
+
+    def _new_period(self) -> None:
+        self._usage.clear()
+        if self.shared is not None:
+            self.shared = {}  # the next sync reads the new period's totals
 
     def load(self, rows: Iterable[dict[str, Any]]) -> None:
         """Today's counts, rebuilt from the history (`History.usage_since(day_start)`)."""
         for row in rows:
             self._usage[row["user"]] = Usage(row["prompts"], row["tokens"] or 0, row["errors"])
+        self.loaded = True
 
     def count_prompt(self, user: str, role: str | None = None) -> None:
         self._roll()
         usage = self._usage.setdefault(user, Usage())
         usage.prompts += 1
         usage.role = role or usage.role
+        if self.shared is not None:
+            self.add_unsent({user: Usage(prompts=1)})
 
     def count_end(self, user: str, tokens: int, error: bool) -> None:
         self._roll()
         usage = self._usage.setdefault(user, Usage())
         usage.tokens += tokens
         usage.errors += error
+        if self.shared is not None:
+            self.add_unsent({user: Usage(tokens=tokens, errors=int(error))})
 
     # ------------------------------------------------------------------ limits
 
@@ -224,6 +262,12 @@ class Budgets:
             "session": self.session,
             "text": "; ".join(parts) or ("no limit this session" if self.session else UNLIMITED),
         }
+
+
+def _add(usage: Usage, more: Usage, sign: int = 1) -> None:
+    usage.prompts += sign * more.prompts
+    usage.tokens += sign * more.tokens
+    usage.errors += sign * more.errors
 
 
 def _duration(seconds: int) -> str:

@@ -52,7 +52,11 @@ class ClassMode(StrEnum):
 
 class Classroom:
     def __init__(
-        self, settings: Settings, keys_on: bool, on_change: Callable[[], None] | None = None
+        self,
+        settings: Settings,
+        keys_on: bool,
+        on_change: Callable[[], None] | None = None,
+        on_steer: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.keys_on = keys_on
         self.mode = ClassMode.OPEN
@@ -65,8 +69,9 @@ class Classroom:
             Budget(prompts=settings.budget_prompts_per_day, tokens=settings.budget_tokens_per_day)
         )
         self._on_change = on_change or (lambda: None)
-        #: called after a teacher's change (with --redis: shared with every replica)
-        self.on_steer: Callable[[], None] = lambda: None
+        #: told of each teacher's change, as the fields it set (with --redis: every
+        #: replica applies them, `steer`); a field set to None is removed
+        self.on_steer: Callable[[dict[str, Any]], None] = on_steer or (lambda change: None)
 
     def governs(self, role: Role) -> bool:
         """Whether the class rules (pause, budget, class prompt) apply to this role."""
@@ -79,13 +84,13 @@ class Classroom:
     def start_session(self, label: str) -> None:
         """Budgets count from now, from zero, until the teacher ends the session."""
         self.budgets.start_session(label)
-        self._steered()
+        self._steered({"session": self.budgets.session})
 
     async def end_session(self, history: History) -> None:
         """Back to the day's budgets, with the day's counts (the session's included)."""
         self.budgets.end_session()
         await self.recount(history)
-        self._steered()
+        self._steered({"session": None})
 
     # ------------------------------------------------------------------ admission
 
@@ -144,16 +149,17 @@ class Classroom:
 
     def pause(self, message: str) -> None:
         self.mode, self.message = ClassMode.PAUSED, message.strip()
-        self._steered()
+        self._steered({"mode": self.mode.value, "message": self.message})
 
     def resume(self) -> None:
         self.mode, self.message = ClassMode.OPEN, ""
-        self._steered()
+        self._steered({"mode": self.mode.value, "message": ""})
 
     def set_budget(self, user: str | None, budget: Budget | None) -> None:
         """The class's budget (`user` None), or one student's (`budget` None: theirs goes)."""
         self.budgets.set(user, budget)
-        self._steered()
+        value = None if user and budget is None else _budget(self.budgets.of(user or ""))
+        self._steered({f"budget:{user or ALL_MODELS}": value})
 
     def set_prompt(self, text: str, model: str | None) -> None:
         """Set (or, with empty text, remove) the class prompt for `model` (None: all)."""
@@ -162,47 +168,45 @@ class Classroom:
             self.prompts[key] = text.strip()
         else:
             self.prompts.pop(key, None)
-        self._steered()
+        self._steered({f"prompt:{key}": self.prompts.get(key)})
 
-    def _steered(self) -> None:
+    def _steered(self, change: dict[str, Any]) -> None:
         self._on_change()
-        self.on_steer()
+        self.on_steer(change)
 
-    def steering(self) -> dict[str, Any]:
-        """What a teacher set, as JSON: what replicas share (`steer` applies it)."""
-        budgets = self.budgets
-        return {
-            "mode": self.mode.value,
-            "message": self.message,
-            "prompts": self.prompts,
-            "default": _budget(budgets.default),
-            "students": {u: _budget(b) for u, b in budgets.overrides.items()},
-            "session": budgets.session,
-        }
-
-    async def steer(self, doc: dict[str, Any], history: History) -> None:
-        """Apply a teacher's change made on another replica (`steering()`'s JSON) without
-        sharing it again; a session started or ended there starts or ends here (an end
-        re-reads this replica's history for the day's counts).
+    async def steer(self, change: dict[str, Any], history: History) -> None:
+        """Apply a teacher's change made on another replica (the fields `on_steer` got
+        there) without sharing it again; a session started or ended there starts or ends
+        here (an end re-reads this replica's history for the day's counts).
 
         >>> import anyio
-        >>> room = Classroom(Settings(_env_file=None), keys_on=True)
-        >>> other = Classroom(Settings(_env_file=None), keys_on=True)
+        >>> room, other = (Classroom(Settings(_env_file=None), keys_on=True) for _ in "ab")
+        >>> changes = []
+        >>> other.on_steer = changes.append
         >>> other.pause("Quiz until 10:30"); other.set_budget("ann", Budget(5, 100))
-        >>> anyio.run(room.steer, other.steering(), History(""))
+        >>> for change in changes:
+        ...     anyio.run(room.steer, change, History(""))
         >>> room.mode.value, room.message, room.budgets.of("ann").prompts
         ('paused', 'Quiz until 10:30', 5)
         """
-        self.mode, self.message = ClassMode(doc["mode"]), doc["message"]
-        self.prompts = dict(doc["prompts"])
-        self.budgets.default = Budget(**doc["default"])
-        self.budgets.overrides = {u: Budget(**b) for u, b in doc["students"].items()}
-        session, was = doc["session"], self.budgets.session
-        if session is not None and session != was:
-            self.budgets.start_session(session["label"], session["started_at"])
-        elif session is None and was is not None:
-            self.budgets.end_session()
-            await self.recount(history)
+        for field, value in change.items():
+            kind, _, name = field.partition(":")
+            if field == "mode":
+                self.mode = ClassMode(value)
+            elif field == "message":
+                self.message = value
+            elif kind == "prompt" and value is None:
+                self.prompts.pop(name, None)
+            elif kind == "prompt":
+                self.prompts[name] = value
+            elif kind == "budget":
+                who = None if name == ALL_MODELS else name
+                self.budgets.set(who, None if value is None else Budget(**value))
+            elif field == "session" and value is not None:
+                self.budgets.start_session(value["label"], value["started_at"])
+            elif field == "session" and self.budgets.session is not None:
+                self.budgets.end_session()
+                await self.recount(history)
         self._on_change()
 
     # ------------------------------------------------------------------ reading

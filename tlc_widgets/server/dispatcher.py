@@ -34,6 +34,7 @@ from .store.errors import LeaseLost
 from .upstream import StreamResult, UpstreamFailure
 
 if TYPE_CHECKING:
+    from .budgets import Budgets
     from .replica import Replica
 
 __all__ = ["Dispatcher", "error_event"]
@@ -73,6 +74,8 @@ class Dispatcher:
         self.replica: Replica | None = None
         #: with --redis: a request of a replica that died, adopted here (the service takes it in)
         self.on_adopt: Callable[[Record, Role], None] = lambda record, role: None
+        #: with --redis: the class's budgets, counted for the whole class (shared_usage.py)
+        self.budgets: Budgets | None = None
         #: with --redis: a teacher's change or a drain made on another replica (to apply)
         self.on_class: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         #: with --redis: the whole line, every replica's waiting requests in order

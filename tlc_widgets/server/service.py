@@ -61,7 +61,7 @@ class QueueService:
         self.settings = settings
         self.history = History.from_settings(settings)
         self.keys_on = keys_on
-        self.classroom = Classroom(settings, keys_on, on_change=self._notify)
+        self.classroom = Classroom(settings, keys_on, self._notify, self._share_steering)
         self.rates = RateLimiter.from_settings(settings, keys_on)
         self.draining = False  #: an admin drains the queue: accept nothing new
         self.closing = False  #: the server is stopping: accept nothing, start nothing
@@ -75,7 +75,7 @@ class QueueService:
         d.strict, d.max_reply_bytes = settings.running_cap_strict, settings.max_reply_bytes
         d.on_upstream_down = self._upstream_down
         d.on_adopt, d.on_class = self._adopted, self._steered_elsewhere  # with --redis
-        self.classroom.on_steer = self._share_steering
+        d.budgets = self.classroom.budgets  # with --redis: counted for the whole class
         parts = (self.scheduler, self.store, self.catalog, self.stats)
         line = self.dispatcher.line_order  # with --redis: every replica's requests
         self.positions = Positions(*parts, settings.position_interval_s, self._notify, line)
@@ -280,21 +280,21 @@ class QueueService:
     def drain(self) -> None:
         """Accept nothing new (503 `draining`); let what waits and runs finish."""
         self.draining = True
-        self._share_steering()
+        self._share_steering({"draining": True})
         self.mark_dirty()
 
     def resume(self) -> None:
         """End a pause or a drain; waiting requests start at once where slots are free."""
         self.dispatcher.paused = False
         self.draining = False
-        self._share_steering()
+        self._share_steering({"draining": False})
         self.dispatcher.fill()
         self.mark_dirty()
 
-    def _share_steering(self) -> None:
+    def _share_steering(self, change: dict[str, Any]) -> None:
         """With --redis, every replica of the class takes a teacher's change, and a drain."""
-        self.dispatcher.share_class({**self.classroom.steering(), "draining": self.draining})
+        self.dispatcher.share_class(change)
 
-    async def _steered_elsewhere(self, doc: dict[str, Any]) -> None:
-        self.draining = bool(doc["draining"])
-        await self.classroom.steer(doc, self.history)
+    async def _steered_elsewhere(self, change: dict[str, Any]) -> None:
+        self.draining = bool(change.pop("draining", self.draining))
+        await self.classroom.steer(change, self.history)

@@ -55,6 +55,7 @@ class LineDispatcher(Dispatcher):
         assert settings.redis_url is not None
         self.client = connect(settings.redis_url.get_secret_value())
         self.replica = self.shared = Replica(self.client, settings, self._tg)
+        self.redis_name = settings.redis_name
         name, me = settings.redis_name, self.shared.logs.replica
         self.line = SharedLine(self.client, name, me, settings.lease_s)
         self.slots = self.line.slots

@@ -38,6 +38,7 @@ from .clock import call_later
 from .dispatcher import OnDelta, OnWire
 from .records import Record
 from .shared_fill import LineDispatcher, pool_id
+from .shared_usage import SharedUsage
 from .store.base import Lease
 from .store.errors import StoreUnavailable
 from .store.leases import renewing
@@ -85,38 +86,48 @@ class SharedDispatcher(LineDispatcher):
         except StoreUnavailable as down:
             log.warning("the pause holds on this replica only: %s", down)
 
-    def share_class(self, steering: dict[str, Any]) -> None:
+    def share_class(self, change: dict[str, Any]) -> None:
         """A teacher's change (the class's pause, prompts, budgets, session) or a drain
-        holds for every replica: the whole state as one key (for replicas that start
-        later) and a message (for those running now, which apply it: `on_class`)."""
-        doc = json.dumps({**steering, "from": self.shared.logs.replica})
-        self._tg.start_soon(self._share_class, doc, name="share the class")
+        holds for every replica: its fields go in one hash (for replicas that start later;
+        each field is one setting, so changes made at once on two replicas both hold) and
+        in a message (for those running now, which apply it: `on_class`)."""
+        message = json.dumps({"from": self.shared.logs.replica, "change": change})
+        self._tg.start_soon(self._share_class, change, message, name="share the class")
 
-    async def _share_class(self, doc: str) -> None:
+    async def _share_class(self, change: dict[str, Any], message: str) -> None:
         try:
             with guard(self.client):
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.set(self.class_channel, doc)
-                    pipe.publish(self.class_channel, doc)
+                    for field, value in change.items():
+                        if value is None:
+                            pipe.hdel(self.class_channel, field)
+                        else:
+                            pipe.hset(self.class_channel, field, json.dumps(value))
+                    pipe.publish(self.class_channel, message)
                     await pipe.execute()
         except StoreUnavailable as down:
             log.warning("the teacher's change holds on this replica only: %s", down)
 
-    async def _class_from(self, doc: bytes | str | None) -> None:
-        steering = json.loads(doc) if doc else None
-        if steering and steering.pop("from") != self.shared.logs.replica and self.on_class:
-            await self.on_class(steering)
+    async def _class_changed(self, message: bytes | str) -> None:
+        sent = json.loads(message)
+        if sent["from"] != self.shared.logs.replica and self.on_class is not None:
+            await self.on_class(sent["change"])
 
     async def open(self) -> None:
         await check_redis(self.client)
         with guard(self.client):  # a class paused before this replica started stays paused
             self._paused = bool(await self.client.exists(self.steer_channel))
-            await self._class_from(await self.client.get(self.class_channel))
+            fields: Any = await self.client.hgetall(self.class_channel)  # type: ignore[misc]
+        if fields and self.on_class is not None:  # the class as its teacher left it
+            await self.on_class({k.decode(): json.loads(v) for k, v in fields.items()})
         self._opened = True
         await self.shared.logs.heartbeat(self.shared.lease_s)  # alive before any request
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
         self._tg.start_soon(self.shared.run, name="replica heartbeat")
         self._tg.start_soon(self.shared.writer.run, name="event log writer")
+        if self.budgets is not None:  # the class's budget counts, whichever replica counted
+            usage = SharedUsage(self.client, self.redis_name, self.budgets)
+            self._tg.start_soon(usage.run, name="budget counts")
 
     def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
         """Its client may read it on another replica now (it moved): cancel only if none
@@ -199,7 +210,7 @@ class SharedDispatcher(LineDispatcher):
                     if channel == cancels:
                         self._cancel_asked(json.loads(message["data"]))  # type: ignore[index]
                     elif channel == self.class_channel:
-                        await self._class_from(message["data"])  # type: ignore[index]
+                        await self._class_changed(message["data"])  # type: ignore[index]
                     elif channel == self.steer_channel:
                         self._paused = message["data"] == b"1"  # type: ignore[index]
                         self._on_queue_change()

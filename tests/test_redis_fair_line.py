@@ -27,6 +27,7 @@ from tests.counting_upstream import Counter, counting_upstream
 from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
 from tests.test_redis_replicas import replica
 from tlc_widgets.server.scheduler import Entry, FairScheduler
+from tlc_widgets.server.store.redis_conn import connect
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +159,59 @@ async def pause_all(clients: list[httpx.AsyncClient]) -> None:
         return all(state["paused"] for state in states)
 
     await wait_until(all_paused, "every replica paused")
+
+
+@pytest.mark.timeout(180)
+async def test_a_replica_taken_for_dead_while_stopped_runs_nothing_twice(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """SIGSTOP a replica past its lease time while its requests wait: the other adopts and
+    runs them; once it runs again it finds out, leaves them to the other, and its own
+    clients still read each reply to one `done` — and the upstream runs each once."""
+    name = uuid.uuid4().hex
+    with practice_server(parallel=8, tokens_per_second=200) as practice, ExitStack() as stack:
+        upstream: Counter = stack.enter_context(counting_upstream(practice.url))
+        (_, url_a), (pid_b, url_b) = [
+            stack.enter_context(
+                replica(upstream.url + "/v1", redis_server, name, tmp_path / f"r{i}.log", slots=2)
+            )
+            for i in range(2)
+        ]
+        async with (
+            httpx.AsyncClient(base_url=url_a, timeout=60) as a,
+            httpx.AsyncClient(base_url=url_b, timeout=60) as b,
+        ):
+            await pause_all([a, b])
+            bodies = [{"prompt": f"b{i}", "user": f"u{i}", "max_tokens": 6} for i in range(2)]
+            on_b = [(await b.post("/api/requests", json=body)).json()["id"] for body in bodies]
+            endings: dict[str, list[str]] = {}
+
+            async def read_on_b(request_id: str) -> None:
+                async with httpx.AsyncClient(base_url=url_b, timeout=60) as client:
+                    names = [n async for _, n, _ in read_events(client, request_id)]
+                endings[request_id] = [n for n in names if n in TERMINAL]
+
+            redis = connect(redis_server.url)
+
+            async def only_a_alive() -> bool:
+                return len(await redis.keys(f"tlc:{{{name}}}:alive:*")) == 1
+
+            async def both_ran() -> bool:
+                return sorted(upstream.prompts) == ["b0", "b1"]
+
+            async with anyio.create_task_group() as tg:
+                for rid in on_b:
+                    tg.start_soon(read_on_b, rid)
+                os.kill(pid_b, signal.SIGSTOP)
+                try:
+                    await wait_until(only_a_alive, "B taken for dead")
+                    await a.post("/api/admin/resume")
+                    await wait_until(both_ran, "A running B's requests")
+                finally:
+                    os.kill(pid_b, signal.SIGCONT)
+            await redis.aclose()
+            texts = [(await a.get(f"/api/requests/{rid}")).json()["text"] for rid in on_b]
+    assert sorted(upstream.prompts) == ["b0", "b1"]  # each once: B ran neither again
+    assert endings == {rid: ["done"] for rid in on_b}  # B's own clients got the ending
+    assert all(texts)

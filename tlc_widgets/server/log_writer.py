@@ -97,7 +97,7 @@ class LogWriter:
             if job.last or job.request_id in ended:
                 if job.request_id in ended:  # a survivor ended it: thought dead
                     log.warning("request %s was ended by another replica", job.request_id)
-                self._forget(job.request_id)
+                self.forget(job.request_id)
 
     def _job(self, request_id: str) -> Job | None:
         record = self._records.get(request_id)
@@ -109,7 +109,8 @@ class LogWriter:
         who = (record.user, record.model) if request_id in self._unopened else None
         return Job(request_id, after, frames, last, who) if frames or who else None
 
-    def _forget(self, request_id: str) -> None:
+    def forget(self, request_id: str) -> None:
+        """Write nothing more for this request (another replica writes its log now)."""
         self._records.pop(request_id, None)
         self._written.pop(request_id, None)
         self._unopened.discard(request_id)

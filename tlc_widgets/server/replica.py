@@ -55,6 +55,8 @@ class Replica:
         self.lease_s = settings.lease_s
         self.ping_s = settings.ping_interval_s
         self.writer = LogWriter(self.logs, self.keep_s, task_group)
+        #: told when this replica finds it was silent long enough to be taken for dead
+        self.on_lapse: Callable[[], None] = lambda: None
         lost = error_event(ErrorCode.REPLICA_LOST)
         self._lost = dumps(event_data(lost))
 
@@ -112,7 +114,9 @@ class Replica:
         beats = 0
         while True:
             try:
-                await self.logs.heartbeat(self.lease_s)
+                if not await self.logs.heartbeat(self.lease_s) and beats:
+                    log.warning("this replica was silent longer than its lease time")
+                    self.on_lapse()
                 if beats % 3 == 0:
                     ended = await self.logs.end_orphans(self._lost, self.keep_s)
                     if ended:

@@ -26,6 +26,7 @@ from redis.asyncio.client import Pipeline
 
 from ..config import Settings
 from .catalog import Pool
+from .disowned import follow_chunk
 from .dispatcher import Dispatcher
 from .identity import Role
 from .records import Record
@@ -58,6 +59,7 @@ class LineDispatcher(Dispatcher):
         self.redis_name = settings.redis_name
         name, me = settings.redis_name, self.shared.logs.replica
         self.line = SharedLine(self.client, name, me, settings.lease_s)
+        self.shared.on_lapse = self._lapsed
         self.slots = self.line.slots
         self.line_order = self._line_order
         self.scheduler.on_remove = self._left
@@ -87,14 +89,43 @@ class LineDispatcher(Dispatcher):
         self.fill()
 
     async def _join_again(self) -> None:
-        """After Redis was away (a restart may have emptied it): every request waiting
-        here that the shared line does not hold joins it again, in this replica's order."""
+        """After Redis was away (a restart may have emptied it) or this replica was taken
+        for dead: each request waiting here that the shared line does not hold joins it
+        again, in this replica's order — unless its log names another replica (adopted)
+        or none while it has ended (a survivor ended it): then it is theirs (`disowned.py`)."""
+        logs = self.shared.logs
         for entry in list(self.scheduler.order()):
             record = self.store.get(entry.id)
-            if record is not None and not await self.line.queue.contains(entry.id):
+            if record is None or await self.line.queue.contains(entry.id):
+                continue
+            holder = await logs.holder(entry.id)
+            if holder == logs.replica or (holder is None and not await logs.final(entry.id)):
                 role = self._roles.get(entry.id, Role.STUDENT)
                 await self.line.join(entry, ticket(record, role), self.ticket_s)
+            else:
+                self._disown(record)
         self._rejoin = False
+
+    def _lapsed(self) -> None:
+        """This replica was silent long enough to be taken for dead: look at its line."""
+        self._rejoin = True
+        self.fill(look=True)
+
+    def _disown(self, record: Record) -> None:
+        """Another replica runs `record` now: leave it, and tell its clients here what the
+        shared log says (nothing counted twice: its counts are the adopter's)."""
+        self._claimed = record.id
+        self.scheduler.remove(record.id)
+        self._roles.pop(record.id, None)
+        self.shared.writer.forget(record.id)
+        forget = self.store.forget_later
+        record.on_change = lambda changed: forget(changed) if changed.status.terminal else None
+        self._tg.start_soon(self._follow_log, record, name=f"follow {record.id}")
+
+    async def _follow_log(self, record: Record) -> None:
+        async for chunk in self.shared.frames(record.id, 0):
+            if follow_chunk(record, chunk):
+                return
 
     async def _line_order(self) -> list[Entry]:
         """The whole line for positions; this replica's part while Redis is away."""

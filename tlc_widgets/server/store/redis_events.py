@@ -200,10 +200,21 @@ class EventLogs:
             return None
         return bytes(tail[0][1][b"f"])
 
-    async def heartbeat(self, ttl_s: float) -> None:
-        """Say this replica is alive for `ttl_s` more."""
+    async def final(self, request_id: str) -> bytes | None:
+        """The terminal frame of a request's log, if it has ended."""
+        return await self._ended_before(self._key(request_id), "")
+
+    async def heartbeat(self, ttl_s: float) -> bool:
+        """Say this replica is alive for `ttl_s` more; False if it had stopped saying so
+        long enough for the others to take it for dead (its key had run out)."""
         with guard(self.client):
-            await self.client.set(self.alive_key, 1, px=_ms(ttl_s))
+            return await self.client.set(self.alive_key, 1, px=_ms(ttl_s), get=True) is not None
+
+    async def holder(self, request_id: str) -> str | None:
+        """The replica a live request's log names, or None (ended, or unknown)."""
+        with guard(self.client):
+            raw: Any = await self.client.hget(f"{self.prefix}live", request_id)  # type: ignore[misc]
+        return None if raw is None else str(raw.decode())
 
     async def end_orphans(self, data: str, keep_s: float) -> list[str]:
         """End, with one `error` event whose JSON is `data`, every live request of replicas

@@ -149,7 +149,9 @@ async def hold(ns: Any, queue: ServerProcess, upstream: ServerProcess) -> dict[s
     with rss:
         async with phase(phases, "connect", queue), profiled(ns, queue, "connect", profiles):
             gate = asyncio.Semaphore(ns.connect_concurrency)
+            trim = asyncio.create_task(keep_latest(clients))
             waiters = await asyncio.gather(*(connect(port, c, ns, gate) for c in clients))
+            trim.cancel()
         async with phase(phases, "settle", queue):
             settled = await settle(clients)
         mb["waiting"] = await asyncio.to_thread(rss.settled, 2.0)
@@ -188,6 +190,16 @@ async def connect(port: int, client: Client, ns: Any, gate: asyncio.Semaphore) -
     10,000 SYNs would overflow the listening socket's backlog)."""
     async with gate:
         return await open_waiter(port, client, ns.max_tokens)
+
+
+async def keep_latest(clients: Sequence[Client]) -> None:
+    """Drop all but each client's latest place, every second while the line fills: only the
+    place at the resume counts, and every newcomer changes `waiting` for everyone (10,000
+    clients would otherwise keep millions of updates)."""
+    while True:
+        await asyncio.sleep(1.0)
+        for c in clients:
+            del c.queued[:-1]
 
 
 async def settle(clients: Sequence[Client], timeout_s: float = 120.0) -> float:
@@ -287,12 +299,15 @@ def analyse(run: dict[str, Any], ns: Any) -> dict[str, Any]:
     starts = sorted(n for n in dispatch_t)
     owed = sum(sum(1 for n in starts if n < line["dispatch_no"]) for line in lines.values())
     window = run["phases"]["queue runs"]
+    accepts = sorted(c.t_accepted for c in accepted)
+    tenth = accepts[: max(2, len(accepts) // 10)], accepts[-max(2, len(accepts) // 10) :]
     told = sum(len(c.queued) for c in seen)
     return {
         "clients": len(clients),
         "connected": len(accepted),
         "connect_errors": Counter(str(c.error)[:60] for c in clients if not c.id),
         "waiting_at_resume": len(place),
+        "accepted_per_s_first_last_tenth": [(len(t) - 1) / (t[-1] - t[0]) for t in tenth],
         "settled_s": run["settled_s"],
         "rss_mb": run["rss_mb"],
         "server_fds_waiting": run["server_fds_waiting"],

@@ -33,29 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import functools
 import json
 import resource
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import uvloop
 
-from bench.harness import (
-    Goal,
-    Result,
-    base_parser,
-    fmt_ms,
-    goal_rows,
-    machine,
-    machine_lines,
-    save_json,
-    table,
-)
-from bench.many_clients_stats import freshness
+from bench.harness import Result, base_parser, goal_rows, machine, machine_lines, save_json
+from bench.hold_figures import analyse, goals, report
 from bench.profiling import Profiler, self_by_package, top_frames
 from bench.raw_clients import Client, Waiter, open_waiter, run_client
 from bench.rss import Rss, fds, run_many, send, status_of
@@ -155,6 +144,7 @@ async def hold(ns: Any, queue: ServerProcess, upstream: ServerProcess) -> dict[s
         async with phase(phases, "settle", queue):
             settled = await settle(clients)
         mb["waiting"] = await asyncio.to_thread(rss.settled, 2.0)
+        events = [w.events for w in waiters]  # every one is a frame the server keeps
         open_fds = fds(queue.pid)
         await send(upstream.port, "POST", "/bench/slot-log/reset")
         async with phase(phases, "queue runs", queue), profiled(ns, queue, "queue runs", profiles):
@@ -175,6 +165,7 @@ async def hold(ns: Any, queue: ServerProcess, upstream: ServerProcess) -> dict[s
         "settled_s": settled,
         "rss_mb": {k: round(v, 1) for k, v in mb.items()},
         "server_fds_waiting": open_fds,
+        "events_per_client_at_resume": events,
         "phases": phases,
         "t_resume": phases["queue runs"]["t0"],
         "t_cancel": phases["cancel"]["t0"],
@@ -222,7 +213,7 @@ async def end_all(
         return str(status_of(await send(port, "DELETE", f"/api/requests/{request_id}")))
 
     waiting = [c.id for c in clients if c.id and c.t_started is None and not c.ending]
-    answers = await run_many([lambda r=r: cancel(r) for r in waiting], concurrency=32)
+    answers = await run_many([functools.partial(cancel, r) for r in waiting], concurrency=32)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(w.ended.wait() for w in waiters)), timeout_s)
     return {f"HTTP {k}": v for k, v in answers.items()}
@@ -265,135 +256,6 @@ async def profiled(
 
 def _json(response: bytes) -> Any:
     return json.loads(response.split(b"\r\n\r\n", 1)[1])
-
-
-# ---------------------------------------------------------------------------- figures
-
-
-def analyse(run: dict[str, Any], ns: Any) -> dict[str, Any]:
-    clients: list[Client] = run["clients"]
-    t_resume, t_cancel = run["t_resume"], run["t_cancel"]
-    accepted = [c for c in clients if c.id]
-    # Each client's place once the line was complete: its last position before the resume.
-    place = {c.id: [p for t, p in c.queued if t < t_resume][-1] for c in accepted if c.queued}
-    arrived = {str(tag): t for t, kind, tag in run["log"] if kind == "arrive"}
-    dispatch_t, out_of_order = {}, 0
-    for c in accepted:
-        number = run["dispatch_no"].get(c.id)
-        if number is None:
-            continue
-        out_of_order += number != ns.warmup + place.get(c.id, -1)
-        dispatch_t[number] = min(t for t in (arrived.get(c.prompt), c.t_started) if t is not None)
-    # As seen from the resume: what each client was told while the queue ran.
-    seen = [
-        dataclasses.replace(
-            c,
-            t_accepted=t_resume,
-            queued=[(t, p) for t, p in c.queued if t_resume < t < t_cancel],
-            t_started=c.t_started if c.t_started and c.t_started < t_cancel else None,
-        )
-        for c in accepted
-    ]
-    lines = {c.id: {"dispatch_no": ns.warmup + place[c.id]} for c in accepted if c.id in place}
-    fresh = freshness(seen, lines, dispatch_t)
-    starts = sorted(n for n in dispatch_t)
-    owed = sum(sum(1 for n in starts if n < line["dispatch_no"]) for line in lines.values())
-    window = run["phases"]["queue runs"]
-    accepts = sorted(c.t_accepted for c in accepted)
-    tenth = accepts[: max(2, len(accepts) // 10)], accepts[-max(2, len(accepts) // 10) :]
-    told = sum(len(c.queued) for c in seen)
-    return {
-        "clients": len(clients),
-        "connected": len(accepted),
-        "connect_errors": Counter(str(c.error)[:60] for c in clients if not c.id),
-        "waiting_at_resume": len(place),
-        "accepted_per_s_first_last_tenth": [(len(t) - 1) / (t[-1] - t[0]) for t in tenth],
-        "settled_s": run["settled_s"],
-        "rss_mb": run["rss_mb"],
-        "server_fds_waiting": run["server_fds_waiting"],
-        "phases": {
-            k: {n: round(v, 3) for n, v in p.items() if n != "t0"} for k, p in run["phases"].items()
-        },
-        "starts_while_running": len(starts),
-        "started_out_of_line_order": out_of_order,
-        "queued_events_per_s": told / window["wall_s"],
-        "freshness_pairs_s": fresh["freshness_pairs_s"]
-        | {"max": fresh["freshness_all_clients_s"].get("max")},
-        "freshness_worst_per_start_s": fresh["freshness_all_clients_s"],
-        "pairs_never_told": owed - fresh["freshness_pairs_s"]["n"],
-        "told_before_start_estimate": fresh["told_before_dispatch_estimate"],
-        "cancels": run["cancels"],
-        "endings": Counter(c.ending or "none" for c in clients),
-        "terminal_events": Counter(f"{c.terminals} terminal events" for c in clients),
-        "errors": [c.error for c in clients if c.error][:5],
-    }
-
-
-def report(f: dict[str, Any]) -> str:
-    mb, fresh = f["rss_mb"], f["freshness_pairs_s"]
-    held = table(
-        [
-            "clients",
-            "connected",
-            "waiting at resume",
-            "server RSS MB: baseline / N waiting / peak / after",
-            "server fds",
-            "started",
-            "freshness p50 / p99 / max ms",
-            "never told",
-            "queued events/s",
-            "endings",
-        ],
-        [
-            [
-                f["clients"],
-                f["connected"],
-                f["waiting_at_resume"],
-                f"{mb['baseline']} / {mb['waiting']} / {mb['peak']} / {mb['after']}",
-                f["server_fds_waiting"],
-                f["starts_while_running"],
-                f"{fmt_ms(fresh['median'], 0)} / {fmt_ms(fresh['p99'], 0)} / {fmt_ms(fresh['max'], 0)}",
-                f["pairs_never_told"],
-                f"{f['queued_events_per_s']:,.0f}",
-                dict(f["endings"]),
-            ]
-        ],
-    )
-    cpu = table(
-        ["phase", "wall s", "client CPU (cores)", "server CPU (cores)"],
-        [
-            [k, f"{p['wall_s']:.1f}", f"{p['client_cores']:.2f}", f"{p['server_cores']:.2f}"]
-            for k, p in f["phases"].items()
-        ],
-    )
-    return f"{held}\n\n{cpu}"
-
-
-def goals(f: dict[str, Any], n: int) -> list[Goal]:
-    mb, fresh, window = f["rss_mb"], f["freshness_pairs_s"], f["phases"]["queue runs"]
-    once = f["terminal_events"].get("1 terminal events", 0)
-    return [
-        Goal(
-            "waiting streaming clients in one process",
-            "10,000",
-            f"{f['waiting_at_resume']:,} of {n:,}",
-            f["waiting_at_resume"] >= 10_000,
-        ),
-        Goal("server peak RSS", "≤ 500 MB", f"{mb['peak']:.0f} MB", mb["peak"] <= 500),
-        Goal(
-            "position freshness p99 (every client, every start)",
-            "≤ 250 ms",
-            f"{fmt_ms(fresh['p99'], 0)} ms, {f['pairs_never_told']} never told",
-            fresh["p99"] <= 0.25 and f["pairs_never_told"] == 0,
-        ),
-        Goal(
-            "client CPU while the queue ran (not the bottleneck)",
-            "< 1 core",
-            f"{window['client_cores']:.2f} cores",
-            window["client_cores"] < 1,
-        ),
-        Goal("every client ends with exactly one terminal event", f"{n:,}", f"{once:,}", once == n),
-    ]
 
 
 if __name__ == "__main__":

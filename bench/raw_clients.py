@@ -6,8 +6,7 @@
 
 A thousand clients in one process (uvloop) on HTTP/1.1 by hand: httpx costs several times
 more CPU per stream, and the clients share the machine's cores with the servers measured.
-Ten thousand that mostly wait (`bench.hold`) are `Waiter`s: a protocol object each, fed
-by the event loop directly, so that the client is never what the figures measure.
+Ten thousand that mostly wait (`bench.hold`) are `Waiter`s, fed by the loop directly.
 """
 
 from __future__ import annotations
@@ -180,7 +179,9 @@ class Waiter(asyncio.Protocol):
 
     >>> waiter = Waiter(Client(0, "ada", "Hi"))
     >>> waiter.data_received(b"HTTP/1.1 200 OK\\r\\ntransfer-encoding: chunked\\r\\n\\r\\n")
-    >>> waiter.data_received(b'2a\\r\\nevent: queued\\ndata: {"position":7,"waiting":9}\\n\\n\\r\\n')
+    >>> event = b'event: queued\\ndata: {"position":7,"waiting":9}\\n\\n'
+    >>> waiter.data_received(b"%x\\r\\n%s" % (len(event), event[:20]))  # one chunk, ...
+    >>> waiter.data_received(event[20:] + b"\\r\\n")  # ... in two reads
     >>> [position for _, position in waiter.client.queued]
     [7]
     """
@@ -195,6 +196,7 @@ class Waiter(asyncio.Protocol):
         self._left = 0  # data bytes left in the current chunk
         self._skip = 0  # the CRLF after a chunk's data, still to skip
         self._sse = b""  # de-chunked text not yet split into events
+        self.events = 0  #: events received (pings aside): the server's frames of the request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -245,6 +247,7 @@ class Waiter(asyncio.Protocol):
             return  # a `: ping` comment
         name = event[7 : event.find(b"\n")]
         client = self.client
+        self.events += 1
         if name == b"queued":
             match = _POSITION.search(event)
             if match is None:
@@ -275,7 +278,7 @@ async def open_waiter(
     port: int, client: Client, max_tokens: int, model: str = PRACTICE_MODEL
 ) -> Waiter:
     """Connect, submit `client`'s prompt asking for an event stream, and return once the
-    answer's head arrived (or the connection failed: `client.error`). Await `.ended` next."""
+    answer's head arrived (or the connection failed: `client.error`); then await `.ended`."""
     loop = asyncio.get_running_loop()
     waiter = Waiter(client)
     body = json.dumps(

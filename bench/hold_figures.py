@@ -49,7 +49,7 @@ def analyse(run: dict[str, Any], ns: Any) -> dict[str, Any]:
     lines = {c.id: {"dispatch_no": ns.warmup + place[c.id]} for c in accepted if c.id in place}
     fresh = freshness(seen, lines, dispatch_t)
     starts = sorted(n for n in dispatch_t)
-    window_s = run["phases"]["queue runs"]["wall_s"]
+    window, told = run["phases"]["queue runs"], sum(len(c.queued) for c in seen)
     owed = sum(sum(1 for n in starts if n < line["dispatch_no"]) for line in lines.values())
     accepts = sorted(c.t_accepted for c in accepted)
     tenth = max(2, len(accepts) // 10)
@@ -68,7 +68,9 @@ def analyse(run: dict[str, Any], ns: Any) -> dict[str, Any]:
         "phases": {k: {n: v for n, v in p.items() if n != "t0"} for k, p in run["phases"].items()},
         "starts": len(starts),
         "out_of_order": out_of_order,
-        "queued_events_per_s": sum(len(c.queued) for c in seen) / window_s,
+        "queued_events_per_s": told / window["wall_s"],
+        # Everything the server did while the queue ran, over what it delivered: an upper bound.
+        "server_us_per_event": 1e6 * window["server_cores"] * window["wall_s"] / max(told, 1),
         "freshness_pairs_s": fresh["freshness_pairs_s"]
         | {"max": fresh["freshness_all_clients_s"].get("max", float("nan"))},
         "freshness_worst_per_start_s": fresh["freshness_all_clients_s"],
@@ -90,7 +92,7 @@ def per_second(times: list[float]) -> float:
 
 def report(f: dict[str, Any]) -> str:
     """The figures as one Markdown table, then the CPU of each phase as another."""
-    mb, fresh = f["rss_mb"], f["freshness_pairs_s"]
+    mb, fresh, worst = f["rss_mb"], f["freshness_pairs_s"], f["freshness_worst_per_start_s"]
     first, last = f["accepted_per_s"]
     rows = [
         ["clients connected / waiting at the resume", f"{f['connected']:,} / {f['waiting']:,}"],
@@ -106,9 +108,14 @@ def report(f: dict[str, Any]) -> str:
         ],
         ["starts while the queue ran (out of line order)", f"{f['starts']} ({f['out_of_order']})"],
         ["`queued` events received per second", f"{f['queued_events_per_s']:,.0f}"],
+        ["server CPU per `queued` event delivered", f"{f['server_us_per_event']:.0f} µs"],
         [
             "position freshness p50 / p99 / max ms",
             " / ".join(fmt_ms(fresh[k], 0) for k in ("median", "p99", "max")),
+        ],
+        [
+            "the last client to hear of a start, p50 / p99 ms",
+            " / ".join(fmt_ms(worst[k], 0) for k in ("median", "p99")),
         ],
         ["(client, start) pairs measured / never told", f"{fresh['n']:,} / {f['never_told']:,}"],
         ["endings", ", ".join(f"{v:,} {k}" for k, v in f["endings"].items())],

@@ -194,11 +194,12 @@ async def keep_latest(clients: Sequence[Client]) -> None:
 
 
 async def settle(clients: Sequence[Client], timeout_s: float = 120.0) -> float:
-    """Seconds until every accepted client's latest position is its place: 1…N, once each."""
+    """Seconds until every waiting client's latest position is its place: 1…N, once each
+    (a client whose request already ended, e.g. `upstream_unavailable`, no longer waits)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
-        places = sorted(c.queued[-1][1] for c in clients if c.queued)
-        if places == list(range(1, len([c for c in clients if c.id]) + 1)):
+        places = sorted(c.queued[-1][1] for c in clients if c.queued and not c.ending)
+        if places == list(range(1, len(places) + 1)):
             return time.monotonic() - t0
         await asyncio.sleep(0.1)
     raise RuntimeError(f"positions did not settle to 1…N within {timeout_s:g} s")

@@ -27,7 +27,8 @@ def analyse(run: dict[str, Any], ns: Any) -> dict[str, Any]:
     t_resume, t_cancel = run["t_resume"], run["t_cancel"]
     accepted = [c for c in clients if c.id]
     # Each client's place once the line was complete: its last position before the resume.
-    place = {c.id: [p for t, p in c.queued if t < t_resume][-1] for c in accepted if c.queued}
+    waiting = [c for c in accepted if c.queued and (c.t_ended is None or c.t_ended > t_resume)]
+    place = {c.id: [p for t, p in c.queued if t < t_resume][-1] for c in waiting}
     arrived = {str(tag): t for t, kind, tag in run["log"] if kind == "arrive"}
     dispatch_t, out_of_order = {}, 0
     for c in accepted:

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `bench` lives beside the package, not inside it
     sys.path.insert(0, str(ROOT))
 
-from bench import fairness, many_clients, overhead, saturation, startup  # noqa: E402
+from bench import fairness, hold, many_clients, overhead, saturation, startup  # noqa: E402
 from bench.harness import Goal, percentile, summary, table  # noqa: E402
 from bench.slotlog import busy_fraction, refills  # noqa: E402
 
@@ -116,6 +116,22 @@ def test_many_clients_smoke() -> None:
         for name, run in fronts.items():
             assert run["done"] == run["requests"], (label, name)
             assert run["tokens_received"] == run["requests"] * run["tokens_per_request"]
+    _goals_sane(result.goals)
+
+
+def test_hold_smoke() -> None:
+    result = hold.main(["--smoke"])
+    data = result.data
+    n = data["clients"]
+    assert data["connected"] == data["waiting"] == n == 40
+    # everyone held a place, the line started in that order, and each client was told
+    assert data["starts"] >= 1 and data["out_of_order"] == 0
+    assert data["freshness_pairs_s"]["n"] > 0 and data["never_told"] == 0
+    # every client ended once: the started ones done, the others cancelled
+    assert data["terminals"] == {"1": n}
+    assert data["endings"] == {"done": data["starts"], "cancelled": n - data["starts"]}
+    assert all(_positive(v) for v in data["rss_mb"].values())
+    assert data["events_per_client_at_resume"]["min"] >= 2  # accepted, then a place
     _goals_sane(result.goals)
 
 

@@ -209,3 +209,26 @@ def test_no_backlogged_user_waits_more_than_one_round(
             remaining[u] -= 1
         pos += len(round_users)
         remaining = {u: n for u, n in remaining.items() if n}
+
+
+@settings(deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["push", "pop", "remove"]), st.sampled_from("mnp"), st.integers(0, 30)
+        ),
+        max_size=60,
+    )
+)
+def test_the_waiting_models_are_those_in_the_line(steps: list[tuple[str, str, int]]) -> None:
+    """`models()` (what the dispatcher asks before walking the line for a free slot) is
+    always the set of models in `order()`, through pushes, starts and cancels."""
+    s = FairScheduler()
+    for i, (step, model, n) in enumerate(steps):
+        if step == "push":
+            s.push(Entry(str(i), f"u{n % 4}", model))
+        elif step == "pop":
+            s.pop_next(lambda m, model=model: m == model)
+        else:
+            s.remove(str(n))
+        assert s.models() == {e.model for e in s.order()}

@@ -102,6 +102,8 @@ class Dispatcher:
         started = False
         free_pool = self.catalog.free_pool
         while len(self.scheduler) and not self.closing and not self.paused:
+            if all(free_pool(model) is None for model in self.scheduler.models()):
+                break  # no slot for anyone waiting: no need to walk the line
             entry = self.scheduler.pop_next(
                 lambda model: free_pool(model) is not None, self._running_by_user.get, self.strict
             )

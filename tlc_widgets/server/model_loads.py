@@ -49,7 +49,7 @@ def within(hours: str | None, now: time) -> bool:
 
 
 def waiting_models(scheduler: FairScheduler) -> set[str]:
-    return {entry.model for entry in scheduler.order()}
+    return scheduler.models()
 
 
 class ModelLoads:

@@ -19,7 +19,7 @@ as longest), and start that user's oldest request. A class of 30 with one studen
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -51,6 +51,7 @@ class FairScheduler:
         self._last_served: dict[str, int] = {}  # user -> dispatch number of their last start
         self._arrivals = count()
         self._dispatched = 0  # how many requests have started so far
+        self._models: Counter[str] = Counter()  # model -> requests waiting for it
         #: told of each request `remove` takes out (not of starts): a replica's shared line
         self.on_remove: Callable[[Entry], None] = lambda entry: None
 
@@ -66,9 +67,14 @@ class FairScheduler:
     def waiting_for(self, user: str) -> int:
         return sum(len(users.get(user, ())) for users in self._classes.values())
 
+    def models(self) -> set[str]:
+        """The models someone waits for (without walking the line)."""
+        return set(self._models)
+
     def push(self, entry: Entry) -> None:
         entry.seq = next(self._arrivals)
         self._entries[entry.id] = entry
+        self._models[entry.model] += 1
         self._classes.setdefault(entry.priority, {}).setdefault(entry.user, deque()).append(entry)
 
     def remove(self, request_id: str) -> bool:
@@ -79,6 +85,7 @@ class FairScheduler:
         users = self._classes[entry.priority]
         users[entry.user].remove(entry)
         self._prune(entry.priority, entry.user)
+        self._unwait(entry.model)
         self.on_remove(entry)
         return True
 
@@ -119,6 +126,7 @@ class FairScheduler:
                 if not held(head) and eligible(head.model):
                     users[user].popleft()
                     del self._entries[head.id]
+                    self._unwait(head.model)
                     self._prune(priority, user)
                     self._dispatched += 1
                     self._last_served[user] = self._dispatched
@@ -126,6 +134,11 @@ class FairScheduler:
                         self._forget_idle()
                     return head
         return None
+
+    def _unwait(self, model: str) -> None:
+        self._models[model] -= 1
+        if not self._models[model]:
+            del self._models[model]
 
     def order(self) -> Iterator[Entry]:
         """Every waiting entry in the order `pop_next` would start them if every model had

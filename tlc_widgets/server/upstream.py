@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,42 +29,11 @@ from ..protocol import Delta, ErrorCode
 from ..sse import aiter_events
 from .upstream_chunks import Reading, _message
 from .upstream_transport import StaleRetry
+from .upstream_types import ModelInfo, StreamResult, Timeouts, UpstreamFailure
 
 __all__ = ["ModelInfo", "StreamResult", "Timeouts", "Upstream", "UpstreamFailure"]
 
 log = logging.getLogger("tlc.upstream")
-
-
-class UpstreamFailure(Exception):
-    """An upstream call failed; `code` says how, `detail` what the upstream said."""
-
-    def __init__(self, code: ErrorCode, detail: str = "") -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    loaded: bool = True
-    parallel: int | None = None  #: None: the upstream did not say; use the upstream's slots
-    instances: tuple[str, ...] = ()  #: LM Studio's loaded instance ids (to unload them)
-    kind: str = "llm"  #: LM Studio's type: llm, vlm or embeddings
-    created: int | None = None  #: as the upstream's /v1/models says, when it says
-    owned_by: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect_s: float = 5.0
-    first_token_s: float = 300.0
-    stall_s: float = 60.0
-
-
-@dataclass(slots=True)
-class StreamResult:
-    finish_reason: str
-    usage: dict[str, Any] | None
 
 
 class Upstream:
@@ -84,6 +52,7 @@ class Upstream:
         self.timeouts = timeouts
         self.models: dict[str, ModelInfo] = {}
         self.reachable = False
+        self._slow = 0  # model-list reads that timed out in a row
         self.per_model_slots = False  #: True when the upstream reported `parallel`
         #: False once it turned out to have no LM Studio loading endpoint: then its requests go
         #: to it whether or not it lists a model as loaded, and it loads (or refuses) itself
@@ -107,10 +76,17 @@ class Upstream:
             if models is None:
                 models = await self._openai_models()
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            if self.reachable:
+            # A busy upstream can be slow to list its models while it writes replies: one
+            # slow answer is not a stop (two in a row are), or every request waiting for
+            # its models would end with it.
+            self._slow = self._slow + 1 if isinstance(exc, httpx.TimeoutException) else 2
+            if self.reachable and self._slow < 2:
+                log.warning("upstream %s was slow to list its models: %r", self.base_url, exc)
+            elif self.reachable:
                 log.warning("upstream %s stopped answering: %s", self.base_url, exc)
-            self.reachable = False
+                self.reachable = False
             return
+        self._slow = 0
         if not self.reachable:
             log.info("upstream %s answers with models %s", self.base_url, sorted(models))
         self.reachable = True

@@ -170,12 +170,7 @@ def test_a_dead_replicas_request_with_a_ticket_is_adopted_by_the_claimer(
     portal.call(lambda: client.set(f"tlc:{{{name}}}:who:d1", who))
     portal.call(lambda: client.hset(f"tlc:{{{name}}}:live", "d1", "dead"))  # type: ignore[misc]
 
-    async def push_with_ticket() -> None:
-        async with client.pipeline(transaction=True) as pipe:
-            await dead.push_into(pipe, Entry("d1", "dan", "m"), '{"how": "to run it"}', 60)
-            await pipe.execute()
-
-    portal.call(push_with_ticket)
+    portal.call(dead.push, Entry("d1", "dan", "m"), '{"how": "to run it"}', 60)
     got = portal.call(ours.claim, slots, POOLS, False)
     assert got is not None and got.entry.id == "d1" and got.lease is not None
     assert got.ticket is not None and json.loads(got.ticket) == {"how": "to run it"}
@@ -185,3 +180,25 @@ def test_a_dead_replicas_request_with_a_ticket_is_adopted_by_the_claimer(
         json.loads(portal.call(lambda: client.get(f"tlc:{{{name}}}:who:d1")))["replica"] == "ours"
     )
     assert portal.call(lambda: client.exists(f"tlc:{{{name}}}:b:d1")) == 0  # the ticket is spent
+
+
+def test_a_request_arriving_at_a_free_place_is_pushed_and_claimed_in_one_step(
+    portal: BlockingPortal, client: Redis
+) -> None:
+    name = uuid.uuid4().hex
+    slots = RedisSlots(client, name=name, ttl_s=600)
+    line = RedisQueue(client, name, "me")
+    portal.call(lambda: client.set(f"tlc:{{{name}}}:alive:me", 1, ex=600))
+    first = portal.call(line.push_and_claim, Entry("r1", "ann", "m"), "{}", 60, slots, POOLS, False)
+    assert first is not None and first.entry.id == "r1" and first.lease is not None
+    # B|m has one place, A|m two: three arrivals start, the fourth waits in line.
+    started = [
+        portal.call(
+            line.push_and_claim, Entry(f"r{i}", f"u{i}", "m"), "{}", 60, slots, POOLS, False
+        )
+        for i in range(2, 5)
+    ]
+    assert [s is not None for s in started] == [True, True, False]
+    assert [e.id for e in portal.call(line.order)] == ["r4"]
+    with pytest.raises(ValueError, match="already waiting"):
+        portal.call(line.push_and_claim, Entry("r4", "u4", "m"), "{}", 60, slots, POOLS, False)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from ..config import Settings
 from ..protocol import ErrorCode, event_data
@@ -60,21 +59,17 @@ class Replica:
         lost = error_event(ErrorCode.REPLICA_LOST)
         self._lost = dumps(event_data(lost))
 
-    async def follow(
-        self, record: Record, also: Callable[[Pipeline], Awaitable[object]] | None = None
-    ) -> bool:
+    async def follow(self, record: Record) -> None:
         """Note `record` in Redis (before its 202 answer: a client that moves to another
         replica finds it there, and a survivor ends it if this replica dies), then write
-        its events to its shared log, from now until its terminal one. `also`: more steps
-        in the same round trip. False if Redis did not answer (the log tries again)."""
+        its events to its shared log, from now until its terminal one."""
         try:
-            await self.logs.open(record.id, record.user, self.keep_s, record.model, also)
+            await self.logs.open(record.id, record.user, self.keep_s, record.model)
             opened = True
         except StoreUnavailable as down:  # it runs here all the same; the log tries again
             log.warning("request %s not in the shared log yet: %s", record.id, down)
             opened = False
         self.writer.follow(record, opened)
-        return opened
 
     async def frames(self, request_id: str, after: int) -> AsyncIterator[bytes]:
         """A request's frames from the shared log (any replica's request)."""

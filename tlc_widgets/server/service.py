@@ -211,9 +211,9 @@ class QueueService:
         record.timeout = call_later(s.queue_timeout_s, lambda: self._expire(record))
         self.loads.ensure(model)  # loaded nowhere yet: one load, for everyone who waits
         self.loads.greet(record)
-        self.dispatcher.fill()
-        self.mark_dirty()
         await self.dispatcher.accepted(record, role)  # --redis: known to every replica first
+        self.dispatcher.fill()  # after: a replica's claim finds it in the shared line
+        self.mark_dirty()
         return record
 
     # ------------------------------------------------------------------ ending

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.asyncio.client import Pipeline
+import anyio
 
 from ..config import Settings
 from .catalog import Pool
@@ -33,6 +33,7 @@ from .records import Record
 from .replica import Replica
 from .scheduler import Entry
 from .shared_line import SharedLine
+from .store.base import Lease
 from .store.errors import StoreUnavailable
 from .store.redis_conn import connect
 from .ticket import from_ticket, ticket
@@ -72,21 +73,29 @@ class LineDispatcher(Dispatcher):
         self._opened = False
 
     async def accepted(self, record: Record, role: Role) -> None:
-        """Known to every replica (its log, its place in the shared line) before its 202.
-        With Redis down it waits here, and joins the line once Redis answers again."""
+        """Known to every replica (its log, its place in the shared line, two round trips
+        at once) before its 202. With Redis down it waits here, and joins the line once
+        Redis answers again."""
         entry = self.scheduler.get(record.id)
-        if entry is None:  # ended already
+        async with anyio.create_task_group() as tg:
+            if entry is not None:  # else it has ended already
+                self._roles[record.id] = role
+                tg.start_soon(self._join, entry, ticket(record, role))
             await self.shared.follow(record)
-            return
-        text = ticket(record, role)
-        self._roles[record.id] = role
 
-        async def join(pipe: Pipeline) -> None:  # one round trip with the log's first note
-            await self.line.queue.push_into(pipe, entry, text, self.ticket_s)
-
-        if not await self.shared.follow(record, join):
+    async def _join(self, entry: Entry, text: str) -> None:
+        """Join the line and, at a free place, start at once (one round trip)."""
+        try:
+            if self.closing or self.paused:
+                await self.line.join(entry, text, self.ticket_s)
+                return
+            pools, wanted = self._pools()
+            got = await self.line.join_and_claim(entry, text, self.ticket_s, wanted, self.strict)
+            if got is not None and await self._start_claimed(got, pools):
+                self._on_queue_change()
+        except StoreUnavailable as down:
+            log.warning("request %s waits to join the shared line: %s", entry.id, down)
             self._rejoin = True
-        self.fill()
 
     async def _join_again(self) -> None:
         """After Redis was away (a restart may have emptied it) or this replica was taken
@@ -171,22 +180,29 @@ class LineDispatcher(Dispatcher):
             got = await self.line.claim(wanted, self.strict)
             if got is None:
                 break  # nothing fits a free place, or another replica's request is next
-            request_id, lease, adopted = got
-            pool = pools.get(lease.pool)
-            if adopted is not None:
-                record: Record | None = await self._adopt(request_id, adopted)
-            else:
-                record, self._claimed = self.store.get(request_id), request_id
-                if not self.scheduler.remove(request_id):
-                    record = None
-            if record is not None and pool is not None and not record.status.terminal:
-                self._roles.pop(request_id, None)
-                self._launch(record, pool, lease)
-                started = True
-            else:  # ended while the claim was under way: the place goes back
-                await self.slots.release(lease)
+            started = await self._start_claimed(got, pools) or started
         if started:
             self._on_queue_change()
+
+    async def _start_claimed(
+        self, got: tuple[str, Lease, bytes | None], pools: dict[str, Pool]
+    ) -> bool:
+        """Start what a claim took (this replica's request, or a dead one's, adopted);
+        False when it ended while the claim was under way: its place goes back."""
+        request_id, lease, adopted = got
+        pool = pools.get(lease.pool)
+        if adopted is not None:
+            record: Record | None = await self._adopt(request_id, adopted)
+        else:
+            record, self._claimed = self.store.get(request_id), request_id
+            if not self.scheduler.remove(request_id):
+                record = None
+        if record is None or pool is None or record.status.terminal:
+            await self.slots.release(lease)
+            return False
+        self._roles.pop(request_id, None)
+        self._launch(record, pool, lease)
+        return True
 
     async def _adopt(self, request_id: str, text: bytes) -> Record:
         """A dead replica's waiting request, run here: rebuilt from its ticket, its logged

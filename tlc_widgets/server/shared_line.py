@@ -40,7 +40,7 @@ from .scheduler import Entry
 from .store.base import Lease
 from .store.errors import StoreUnavailable
 from .store.redis_conn import guard
-from .store.redis_queue import RedisQueue
+from .store.redis_queue import Claim, RedisQueue
 from .store.redis_slots import RedisSlots
 
 __all__ = ["SharedLine"]
@@ -65,10 +65,7 @@ class SharedLine:
 
     async def join(self, entry: Entry, ticket: str, keep_s: float) -> None:
         """Put a request waiting here in the shared order, with its ticket (`ticket.py`)."""
-        with guard(self.client):
-            async with self.client.pipeline(transaction=True) as pipe:
-                await self.queue.push_into(pipe, entry, ticket, keep_s)
-                await pipe.execute()
+        await self.queue.push(entry, ticket, keep_s)
 
     async def leave(self, request_id: str) -> None:
         """Take a request that ended while waiting out of the shared order."""
@@ -77,13 +74,27 @@ class SharedLine:
         except StoreUnavailable as down:  # its replica pops it later, finds it ended, skips
             log.warning("request %s stays in the shared line for now: %s", request_id, down)
 
+    async def join_and_claim(
+        self,
+        entry: Entry,
+        ticket: str,
+        keep_s: float,
+        pools: Mapping[str, Sequence[tuple[str, int]]],
+        strict: bool,
+    ) -> tuple[str, Lease, bytes | None] | None:
+        """`join`, then `claim`, in one round trip: what a request that just arrived does."""
+        got = await self.queue.push_and_claim(entry, ticket, keep_s, self.slots, pools, strict)
+        return await self._taken(got)
+
     async def claim(
         self, pools: Mapping[str, Sequence[tuple[str, int]]], strict: bool
     ) -> tuple[str, Lease, bytes | None] | None:
         """(request id, its place, None) when the next request is ours, (…, its ticket)
         when it was a dead replica's (adopted); None when nothing fits or another
         replica's is next (which is then told)."""
-        got = await self.queue.claim(self.slots, pools, strict)
+        return await self._taken(await self.queue.claim(self.slots, pools, strict))
+
+    async def _taken(self, got: Claim | None) -> tuple[str, Lease, bytes | None] | None:
         if got is None:
             return None
         if got.lease is not None:

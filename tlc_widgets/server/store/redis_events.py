@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,21 +72,11 @@ class EventLogs:
     def _key(self, request_id: str) -> str:
         return f"{self.prefix}ev:{request_id}"
 
-    async def open(
-        self,
-        request_id: str,
-        user: str,
-        keep_s: float,
-        model: str = "",
-        also: Callable[[Pipeline], Awaitable[object]] | None = None,
-    ) -> None:
-        """Note a request this replica holds (before its first frame is written); `also`
-        adds other steps to the same round trip (its place in the shared line)."""
+    async def open(self, request_id: str, user: str, keep_s: float, model: str = "") -> None:
+        """Note a request this replica holds (before its first frame is written)."""
         with guard(self.client):
             async with self.client.pipeline(transaction=True) as pipe:
                 self._open_into(pipe, request_id, user, model, keep_s)
-                if also is not None:
-                    await also(pipe)
                 await pipe.execute()
 
     async def append(self, job: Job, keep_s: float) -> None:

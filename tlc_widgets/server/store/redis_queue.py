@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from ..scheduler import FORGET_EVERY, Entry
 from .base import Lease, SlotLeases
@@ -75,20 +74,13 @@ class RedisQueue:
         with guard(self.client):
             return await self._script(keys=[self.prefix + "e"], args=[step, FORGET_EVERY, *args])
 
-    async def push(self, entry: Entry) -> None:
-        added = await self._run("push", *self._push_args(entry))
+    async def push(self, entry: Entry, ticket: str = "", keep_s: float = 0) -> None:
+        """Join the line; a replica also leaves the request's `ticket`, kept `keep_s` (while
+        it may wait), for a survivor to run it if this replica dies (`ticket.py`)."""
+        keep = str(max(1, round(keep_s * 1000)))
+        added = await self._run("push", *self._push_args(entry), ticket, keep)
         if not added:
             raise ValueError(f"request {entry.id!r} is already waiting")
-
-    async def push_into(
-        self, pipe: Pipeline, entry: Entry, ticket: str | None = None, keep_s: float = 0
-    ) -> None:
-        """`push` as one step of someone else's round trip (a second push does nothing),
-        with the request's `ticket` kept `keep_s` (while it may wait) for a survivor."""
-        args: list[str | int] = ["push", FORGET_EVERY, *self._push_args(entry)]
-        await self._script(keys=[self.prefix + "e"], args=args, client=pipe)
-        if ticket is not None:
-            pipe.set(f"{self.prefix}b:{entry.id}", ticket, px=max(1, round(keep_s * 1000)))
 
     def _push_args(self, entry: Entry) -> tuple[str, str, str, str]:
         fields: dict[str, Any] = {"u": entry.user, "m": entry.model, "p": entry.priority}
@@ -145,14 +137,40 @@ class RedisQueue:
         live replica holds it (nothing changes: that replica must take it), or
         `Claim(entry, lease, ticket=…)` when its replica died: adopted, to be run here.
         Per-user caps count every replica's running requests (lease ids end in `|<user>`)."""
+        args = self._claim_args(slots, pools, strict)
+        return self._claimed(await self._run("claim", *args), slots)
+
+    async def push_and_claim(
+        self,
+        entry: Entry,
+        ticket: str,
+        keep_s: float,
+        slots: SlotLeases,
+        pools: Mapping[str, Sequence[tuple[str, int]]],
+        strict: bool,
+    ) -> Claim | None:
+        """`push`, then `claim`, as one step: a request that arrives at a free place is
+        started without a second round trip."""
+        keep = str(max(1, round(keep_s * 1000)))
+        args = (*self._push_args(entry), ticket, keep, *self._claim_args(slots, pools, strict))
+        reply = await self._run("push_claim", *args)
+        if reply == b'"dup"':
+            raise ValueError(f"request {entry.id!r} is already waiting")
+        return self._claimed(reply, slots)
+
+    def _claim_args(
+        self, slots: SlotLeases, pools: Mapping[str, Sequence[tuple[str, int]]], strict: bool
+    ) -> tuple[str, ...]:
         if not isinstance(slots, RedisSlots) or slots.prefix != self.prefix + "lease:":
             raise TypeError("claim needs the RedisSlots of this queue's name")
         if self.replica is None:
             raise TypeError("claim needs the queue's replica name")
         ttl_ms = str(max(1, round(slots.ttl_s * 1000)))
         wanted = json.dumps({m: [list(c) for c in choices] for m, choices in pools.items()})
-        args = (wanted, "1" if strict else "0", ttl_ms, slots.new_id(), self.replica)
-        reply = await self._run("claim", *args)
+        return wanted, "1" if strict else "0", ttl_ms, slots.new_id(), self.replica
+
+    @staticmethod
+    def _claimed(reply: bytes | None, slots: SlotLeases) -> Claim | None:
         if reply is None:
             return None
         got = json.loads(reply)

@@ -61,8 +61,9 @@ end
 -- to read, instead of three per entry (reading thousands of small replies is what costs).
 local function encode(id, json, seq) return '[' .. cjson.encode(id) .. ',' .. json .. ',' .. seq .. ']' end
 
-local function push(id, json, user, p)
+local function push(id, json, user, p, ticket, keep)
   if redis.call('HEXISTS', P .. 'e', id) == 1 then return 0 end
+  if ticket and ticket ~= '' then redis.call('SET', P .. 'b:' .. id, ticket, 'PX', keep) end
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('HSET', P .. 'e', id, json)
   redis.call('HSET', P .. 's', id, fmt(seq))
@@ -276,7 +277,7 @@ local function claim(pools, strict, ttl, lease_id, me)
 end
 
 local op = ARGV[1]
-if op == 'push' then return push(ARGV[3], ARGV[4], ARGV[5], ARGV[6]) end
+if op == 'push' then return push(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) end
 if op == 'remove' then return remove(ARGV[3]) end
 if op == 'order' then
   if ARGV[3] == '' then return order(nil) end
@@ -300,5 +301,10 @@ if op == 'pop_and_lease' then
 end
 if op == 'claim' then
   return claim(cjson.decode(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6], ARGV[7])
+end
+-- A request that arrives: push it, then claim, in one step (one round trip to its start).
+if op == 'push_claim' then
+  if push(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) == 0 then return '"dup"' end
+  return claim(cjson.decode(ARGV[9]), ARGV[10] == '1', tonumber(ARGV[11]), ARGV[12], ARGV[13])
 end
 return redis.error_reply('unknown step ' .. tostring(op))

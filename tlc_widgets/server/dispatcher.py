@@ -35,6 +35,7 @@ from .upstream import StreamResult, UpstreamFailure
 
 if TYPE_CHECKING:
     from .budgets import Budgets
+    from .limits import RateLimiter
     from .replica import Replica
 
 __all__ = ["Dispatcher", "error_event"]
@@ -76,6 +77,8 @@ class Dispatcher:
         self.on_adopt: Callable[[Record, Role], None] = lambda record, role: None
         #: with --redis: the class's budgets, counted for the whole class (shared_usage.py)
         self.budgets: Budgets | None = None
+        #: with --redis: the per-user rate windows, fed with the other replicas' counts
+        self.rates: RateLimiter | None = None
         #: with --redis: a teacher's change or a drain made on another replica (to apply)
         self.on_class: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         #: with --redis: the whole line, every replica's waiting requests in order

@@ -195,6 +195,9 @@ class RateLimiter:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
         self._admitted = 0
+        #: with --redis: per user, [requests, tokens] counted here since the last sync
+        #: (shared_rates.py tells the other replicas); None: this process alone
+        self.unsent: dict[str, list[int]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, keys_on: bool) -> RateLimiter:
@@ -256,6 +259,7 @@ class RateLimiter:
         window.requests.append(now)
         if prompt_tokens:
             window.tokens.append((now, prompt_tokens))
+        self._note(user, 1, prompt_tokens)
         self._admitted += 1
         if self._admitted % 1024 == 0:  # users idle for a minute are forgotten: bounded memory
             for idle in [u for u in list(self._windows) if self._window(u).empty]:
@@ -265,3 +269,23 @@ class RateLimiter:
         """Count a finished reply's tokens against its user."""
         if tokens and user in self._windows:
             self._window(user).tokens.append((self._clock(), tokens))
+            self._note(user, 0, tokens)
+
+    def _note(self, user: str, requests: int, tokens: int) -> None:
+        if self.unsent is not None:
+            counts = self.unsent.setdefault(user, [0, 0])
+            counts[0] += requests
+            counts[1] += tokens
+
+    def add_elsewhere(self, user: str, requests: int, tokens: int) -> None:
+        """What another replica admitted for `user` (with --redis): in the windows as of now.
+
+        >>> rates = RateLimiter({Role.STUDENT: Rate(rpm=2)}, clock=lambda: 0.0)
+        >>> rates.add_elsewhere("ada", requests=2, tokens=0)
+        >>> rates.retry_after("ada", Role.STUDENT)
+        60
+        """
+        window, now = self._window(user), self._clock()
+        window.requests.extend([now] * requests)
+        if tokens:
+            window.tokens.append((now, tokens))

@@ -75,7 +75,7 @@ class QueueService:
         d.strict, d.max_reply_bytes = settings.running_cap_strict, settings.max_reply_bytes
         d.on_upstream_down = self._upstream_down
         d.on_adopt, d.on_class = self._adopted, self._steered_elsewhere  # with --redis
-        d.budgets = self.classroom.budgets  # with --redis: counted for the whole class
+        d.budgets, d.rates = self.classroom.budgets, self.rates  # --redis: the whole class's
         parts = (self.scheduler, self.store, self.catalog, self.stats)
         line = self.dispatcher.line_order  # with --redis: every replica's requests
         self.positions = Positions(*parts, settings.position_interval_s, self._notify, line)

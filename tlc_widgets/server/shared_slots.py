@@ -38,6 +38,7 @@ from .clock import call_later
 from .dispatcher import OnDelta, OnWire
 from .records import Record
 from .shared_fill import LineDispatcher, pool_id
+from .shared_rates import SharedRates
 from .shared_usage import SharedUsage
 from .store.base import Lease
 from .store.errors import StoreUnavailable
@@ -128,6 +129,9 @@ class SharedDispatcher(LineDispatcher):
         if self.budgets is not None:  # the class's budget counts, whichever replica counted
             usage = SharedUsage(self.client, self.redis_name, self.budgets)
             self._tg.start_soon(usage.run, name="budget counts")
+        if self.rates is not None:  # and its rate windows
+            rates = SharedRates(self.client, self.redis_name, self.shared.logs.replica, self.rates)
+            self._tg.start_soon(rates.run, name="rate windows")
 
     def abandoned(self, record: Record, cancel: Callable[[], object]) -> None:
         """Its client may read it on another replica now (it moved): cancel only if none

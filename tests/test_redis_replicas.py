@@ -44,11 +44,16 @@ LEASE_S = 2.0  #: short, so the dead replica's places come back within the test
 
 @contextmanager
 def replica(
-    upstream: str, redis: RedisServer, name: str, log: Path, slots: int = 4
+    upstream: str,
+    redis: RedisServer,
+    name: str,
+    log: Path,
+    slots: int = 4,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, str]]:
-    """One `tlc serve --redis` process: (pid, url)."""
+    """One `tlc serve --redis` process: (pid, url); `settings`: more TLC_* variables."""
     port = free_port()
-    env = {**os.environ, "TLC_REDIS_NAME": name, "TLC_LEASE_S": str(LEASE_S)}
+    env = {**os.environ, "TLC_REDIS_NAME": name, "TLC_LEASE_S": str(LEASE_S), **(settings or {})}
     argv = [sys.executable, "-m", "tlc_widgets.cli", "serve", "--port", str(port)]
     argv += ["--upstream", upstream, "--slots", str(slots), "--redis", redis.url]
     process = spawn(argv, log, env=env)

@@ -153,3 +153,46 @@ def _prompts_of(client: httpx.AsyncClient, user: str, prompts: int) -> Any:
         return any(r["user"] == user and r["prompts"] == prompts for r in rows)
 
     return check
+
+
+@pytest.mark.timeout(180)
+async def test_the_per_user_waiting_cap_counts_the_whole_line(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Two waiting requests a student: one on A and one on B fill zed's; a third is
+    refused on A, once A's positions have read the whole line."""
+    name = uuid.uuid4().hex
+    with practice_server() as practice, ExitStack() as stack:
+        url, cap = practice.url + "/v1", {"TLC_MAX_PER_USER": "2"}
+        urls = [
+            stack.enter_context(
+                replica(url, redis_server, name, tmp_path / f"r{i}.log", settings=cap)
+            )[1]
+            for i in range(2)
+        ]
+        async with (
+            httpx.AsyncClient(base_url=urls[0], timeout=30) as a,
+            httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
+        ):
+            await a.post("/api/admin/pause")
+            await wait_until(_paused(b), "B paused too")
+            ask = {"prompt": "hi", "user": "zed", "max_tokens": 4}
+            on_a = (await a.post("/api/requests", json=ask)).json()["id"]
+            assert (await b.post("/api/requests", json=ask)).status_code == 202
+
+            async def a_sees_both() -> bool:
+                return bool((await a.get(f"/api/requests/{on_a}")).json()["waiting"] == 2)
+
+            await wait_until(a_sees_both, "A's positions reading the whole line")
+            refused = await a.post("/api/requests", json=ask)
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "too_many_requests"
+            assert (await a.post("/api/requests", json={**ask, "user": "amy"})).status_code == 202
+
+
+def _paused(client: httpx.AsyncClient) -> Any:
+    async def check() -> bool:
+        return bool((await client.get("/api/admin/requests")).json()["paused"])
+
+    return check

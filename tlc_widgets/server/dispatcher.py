@@ -133,6 +133,14 @@ class Dispatcher:
         self._scopes[record.id] = anyio.CancelScope()
         self._tg.start_soon(self._run, record, pool, lease, name=f"request {record.id}")
 
+    def waiting(self) -> int:
+        """Requests waiting (a replica: in the whole line, as last seen), for the queue cap."""
+        return len(self.scheduler)
+
+    def waiting_for(self, user: str) -> int:
+        """`user`'s waiting requests (a replica: in the whole line), for the per-user cap."""
+        return self.scheduler.waiting_for(user)
+
     async def open(self) -> None:
         """Connect to shared state before the first request; one process has none."""
 

@@ -181,9 +181,9 @@ class QueueService:
             raise ApiError(ErrorCode.DRAINING)
         messages, chars = validate(body, s)
         model = await self.catalog.resolve(body.model)
-        if len(self.scheduler) >= s.max_queue:
+        if self.dispatcher.waiting() >= s.max_queue:
             raise ApiError(ErrorCode.QUEUE_FULL, retry_after=self.stats.retry_after(model))
-        if self.scheduler.waiting_for(user) >= s.max_per_user:
+        if self.dispatcher.waiting_for(user) >= s.max_per_user:
             raise ApiError(
                 ErrorCode.TOO_MANY_REQUESTS,
                 f"The limit is {s.max_per_user} waiting requests per user.",

@@ -20,6 +20,7 @@ the line again.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import anyio
@@ -41,6 +42,10 @@ from .ticket import from_ticket, ticket
 __all__ = ["LineDispatcher", "pool_id"]
 
 log = logging.getLogger("tlc.dispatcher")
+
+#: the whole line, as last read, counts for the caps this long (positions read it at least
+#: once a second while requests wait here); older, each replica's own count is the cap's
+SEEN_FRESH_S = 2.0
 
 
 def pool_id(pool: Pool) -> str:
@@ -68,6 +73,8 @@ class LineDispatcher(Dispatcher):
         self._roles: dict[str, Role] = {}  # waiting here: each one's role, for its ticket
         self._claimed = ""  # the request a claim just took: not to be taken out twice
         self._rejoin = False  # Redis was away: put what waits here back in the line
+        #: (when, size, per user) of the whole line as positions last read it
+        self._seen: tuple[float, int, Counter[str]] = (-SEEN_FRESH_S, 0, Counter())
         self._wanted = False  # a fill was asked for since the filler last looked
         self._filling = False  # the filler task runs
         self._opened = False
@@ -137,12 +144,25 @@ class LineDispatcher(Dispatcher):
                 return
 
     async def _line_order(self) -> list[Entry]:
-        """The whole line for positions; this replica's part while Redis is away."""
+        """The whole line for positions; this replica's part while Redis is away. Its size
+        and each user's share are kept for the caps (`waiting`, `waiting_for`)."""
         try:
-            return await self.line.order()
+            order = await self.line.order()
         except StoreUnavailable:
             self._rejoin = True
             return list(self.scheduler.order())
+        self._seen = (anyio.current_time(), len(order), Counter(e.user for e in order))
+        return order
+
+    def waiting(self) -> int:
+        seen_at, size, _ = self._seen  # the line as positions last read it, if lately
+        fresh = anyio.current_time() - seen_at <= SEEN_FRESH_S
+        return max(len(self.scheduler), size if fresh else 0)
+
+    def waiting_for(self, user: str) -> int:
+        seen_at, _, users = self._seen
+        fresh = anyio.current_time() - seen_at <= SEEN_FRESH_S
+        return max(self.scheduler.waiting_for(user), users[user] if fresh else 0)
 
     def _left(self, entry: Entry) -> None:
         """A waiting request ended here (cancelled, timed out…): out of the shared line too."""

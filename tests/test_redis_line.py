@@ -200,5 +200,5 @@ def test_a_request_arriving_at_a_free_place_is_pushed_and_claimed_in_one_step(
     ]
     assert [s is not None for s in started] == [True, True, False]
     assert [e.id for e in portal.call(line.order)] == ["r4"]
-    with pytest.raises(ValueError, match="already waiting"):
-        portal.call(line.push_and_claim, Entry("r4", "u4", "m"), "{}", 60, slots, POOLS, False)
+    again = portal.call(line.push_and_claim, Entry("r4", "u4", "m"), "{}", 60, slots, POOLS, False)
+    assert again is None and [e.id for e in portal.call(line.order)] == ["r4"]  # joined once

@@ -73,6 +73,8 @@ class LineDispatcher(Dispatcher):
         self._roles: dict[str, Role] = {}  # waiting here: each one's role, for its ticket
         self._claimed = ""  # the request a claim just took: not to be taken out twice
         self._rejoin = False  # Redis was away: put what waits here back in the line
+        self._leaving: list[str] = []  # ended while waiting: to take out of the shared line
+        self._leave_now = anyio.Event()
         #: (when, size, per user) of the whole line as positions last read it
         self._seen: tuple[float, int, Counter[str]] = (-SEEN_FRESH_S, 0, Counter())
         self._wanted = False  # a fill was asked for since the filler last looked
@@ -109,7 +111,7 @@ class LineDispatcher(Dispatcher):
         for dead: each request waiting here that the shared line does not hold joins it
         again, in this replica's order — unless its log names another replica (adopted)
         or none while it has ended (a survivor ended it): then it is theirs (`disowned.py`)."""
-        logs = self.shared.logs
+        logs, self._rejoin = self.shared.logs, False  # a join failing below sets it again
         for entry in list(self.scheduler.order()):
             record = self.store.get(entry.id)
             if record is None or await self.line.queue.contains(entry.id):
@@ -120,7 +122,6 @@ class LineDispatcher(Dispatcher):
                 await self.line.join(entry, ticket(record, role), self.ticket_s)
             else:
                 self._disown(record)
-        self._rejoin = False
 
     def _lapsed(self) -> None:
         """This replica was silent long enough to be taken for dead: look at its line."""
@@ -165,10 +166,21 @@ class LineDispatcher(Dispatcher):
         return max(self.scheduler.waiting_for(user), users[user] if fresh else 0)
 
     def _left(self, entry: Entry) -> None:
-        """A waiting request ended here (cancelled, timed out…): out of the shared line too."""
+        """A waiting request ended here (cancelled, timed out…): out of the shared line too.
+        (Called from a route, a task, or a timer outside any task: the leaving is queued.)"""
         self._roles.pop(entry.id, None)
         if entry.id != self._claimed and self._opened:
-            self._tg.start_soon(self.line.leave, entry.id, name="leave the shared line")
+            self._leaving.append(entry.id)
+            self._leave_now.set()
+
+    async def _leave_forever(self) -> None:
+        """Take the requests that ended while waiting out of the shared line, in order."""
+        while True:
+            await self._leave_now.wait()
+            self._leave_now = anyio.Event()
+            leaving, self._leaving = self._leaving, []
+            for request_id in leaving:
+                await self.line.leave(request_id)
 
     def fill(self, look: bool = False) -> None:
         """Start waiting requests while places are free (in one task; calls coalesce).
@@ -186,6 +198,9 @@ class LineDispatcher(Dispatcher):
                 await self._fill_once(look)
         except StoreUnavailable as down:  # the next look (a second) tries again
             log.warning("cannot start waiting requests: %s", down)
+            self._rejoin = True
+        except Exception:  # a bug here must not end every request this replica holds
+            log.exception("starting waiting requests failed; the next look tries again")
             self._rejoin = True
         finally:
             self._filling = False

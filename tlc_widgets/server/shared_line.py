@@ -29,6 +29,7 @@ so every replica decides alike and no two tell each other to go first forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -64,8 +65,10 @@ class SharedLine:
         self._told: dict[str, float] = {}  # request id -> when its replica was last told
 
     async def join(self, entry: Entry, ticket: str, keep_s: float) -> None:
-        """Put a request waiting here in the shared order, with its ticket (`ticket.py`)."""
-        await self.queue.push(entry, ticket, keep_s)
+        """Put a request waiting here in the shared order, with its ticket (`ticket.py`);
+        one already there stays where it is (joining twice is joining once)."""
+        with contextlib.suppress(ValueError):
+            await self.queue.push(entry, ticket, keep_s)
 
     async def leave(self, request_id: str) -> None:
         """Take a request that ended while waiting out of the shared order."""

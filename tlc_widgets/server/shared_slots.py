@@ -126,6 +126,7 @@ class SharedDispatcher(LineDispatcher):
         self._tg.start_soon(self._listen, name="slots freed elsewhere")
         self._tg.start_soon(self.shared.run, name="replica heartbeat")
         self._tg.start_soon(self.shared.writer.run, name="event log writer")
+        self._tg.start_soon(self._leave_forever, name="leave the shared line")
         if self.budgets is not None:  # the class's budget counts, whichever replica counted
             usage = SharedUsage(self.client, self.redis_name, self.budgets)
             self._tg.start_soon(usage.run, name="budget counts")

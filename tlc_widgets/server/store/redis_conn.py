@@ -20,7 +20,7 @@ from importlib import resources
 
 import anyio
 from redis import exceptions
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from .errors import StoreUnavailable
 
@@ -30,14 +30,22 @@ __all__ = ["check_redis", "connect", "guard", "reach_redis", "script_text"]
 TIMEOUT_S = 2.0
 
 
+#: connections one replica opens at most; more callers at once wait their turn (up to
+#: TIMEOUT_S) instead of failing at once, as redis-py's default pool does past 100
+MAX_CONNECTIONS = 64
+
+
 def connect(url: str) -> Redis:
     """A client for `url` (redis://host:port/db); it connects on first use."""
-    return Redis.from_url(  # type: ignore[no-any-return]
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=TIMEOUT_S,
         socket_timeout=TIMEOUT_S,
         socket_connect_timeout=TIMEOUT_S,
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)  # the client closes the pool with itself
 
 
 def script_text(name: str) -> str:

@@ -149,14 +149,11 @@ class RedisQueue:
         pools: Mapping[str, Sequence[tuple[str, int]]],
         strict: bool,
     ) -> Claim | None:
-        """`push`, then `claim`, as one step: a request that arrives at a free place is
-        started without a second round trip."""
+        """`push` (a request already waiting stays as it is), then `claim`, as one step: a
+        request that arrives at a free place is started without a second round trip."""
         keep = str(max(1, round(keep_s * 1000)))
         args = (*self._push_args(entry), ticket, keep, *self._claim_args(slots, pools, strict))
-        reply = await self._run("push_claim", *args)
-        if reply == b'"dup"':
-            raise ValueError(f"request {entry.id!r} is already waiting")
-        return self._claimed(reply, slots)
+        return self._claimed(await self._run("push_claim", *args), slots)
 
     def _claim_args(
         self, slots: SlotLeases, pools: Mapping[str, Sequence[tuple[str, int]]], strict: bool

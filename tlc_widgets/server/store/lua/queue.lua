@@ -302,9 +302,10 @@ end
 if op == 'claim' then
   return claim(cjson.decode(ARGV[3]), ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6], ARGV[7])
 end
--- A request that arrives: push it, then claim, in one step (one round trip to its start).
+-- A request that arrives: push it (once: a second push changes nothing), then claim, in
+-- one step (one round trip to its start).
 if op == 'push_claim' then
-  if push(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) == 0 then return '"dup"' end
+  push(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   return claim(cjson.decode(ARGV[9]), ARGV[10] == '1', tonumber(ARGV[11]), ARGV[12], ARGV[13])
 end
 return redis.error_reply('unknown step ' .. tostring(op))

@@ -16,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import practice_server, wait_until
+from tests.conftest import practice_server, read_events, wait_until
 from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
 from tests.test_redis_replicas import replica
+from tlc_widgets.server.store.redis_queue import RedisQueue, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -196,3 +197,33 @@ def _paused(client: httpx.AsyncClient) -> Any:
         return bool((await client.get("/api/admin/requests")).json()["paused"])
 
     return check
+
+
+@pytest.mark.timeout(120)
+async def test_a_request_that_waits_too_long_ends_and_leaves_the_shared_line(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The queue timeout fires from a timer, outside any task: the request still gets its
+    one ending, `queue_timeout`, and leaves the line every replica shares."""
+    name = uuid.uuid4().hex
+    with practice_server() as practice, ExitStack() as stack:
+        short = {"TLC_QUEUE_TIMEOUT_S": "1"}
+        log = tmp_path / "r.log"
+        url = stack.enter_context(
+            replica(practice.url + "/v1", redis_server, name, log, settings=short)
+        )[1]
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await client.post("/api/admin/pause")
+            rid = (await client.post("/api/requests", json=ASK)).json()["id"]
+            names = [n async for _, n, _ in read_events(client, rid)]
+            codes = [d.get("code") async for _, n, d in read_events(client, rid) if n == "error"]
+        line = RedisQueue(connect(redis_server.url), name)
+
+        async def line_empty() -> bool:
+            return await line.size() == 0
+
+        await wait_until(line_empty, "the shared line without it")
+        await line.client.aclose()
+    assert [n for n in names if n in ("done", "error", "cancelled")] == ["error"]
+    assert codes == ["queue_timeout"]

@@ -40,20 +40,16 @@ import redis
 import uvloop
 
 from bench.harness import (
-    Goal,
     Result,
     base_parser,
-    fmt_ms,
     goal_rows,
     machine,
     machine_lines,
-    pct,
     save_json,
-    table,
 )
 from bench.profiling import Profiler, self_by_package, top_frames
 from bench.raw_clients import Client, run_client
-from bench.saturation_phases import analyse
+from bench.replicas_busy_stats import goals, log_summary, report, summarise
 from bench.servers import (
     ServerProcess,
     Workspace,
@@ -63,7 +59,7 @@ from bench.servers import (
     start_queue,
 )
 
-__all__ = ["main", "peak_in_flight"]
+__all__ = ["main"]
 
 Fronts = dict[str, list[ServerProcess]]
 
@@ -87,15 +83,17 @@ def main(argv: Sequence[str] | None = None) -> Result:
             name="practice",
         )
         fronts = start_fronts(ws, ns, upstream.url + "/v1", redis_url)
-        with profiling(ns.profile, fronts):
+        with profiling(ns.profile, fronts) as profiles:
             runs = in_turns(ns, upstream.url, fronts, redis_url)
+        logs = {s.name: log_summary(s) for servers in fronts.values() for s in servers}
     phases = {name: summarise(rounds, ns.slots) for name, rounds in runs.items()}
-    report(ns, phases)
+    report(ns, phases, logs)
     result.goals = goals(phases, ns)
     print("\n" + goal_rows(result.goals))
-    profiles = print_profiles(ns.profile, fronts)
+    for name, text in profiles.items():
+        print(f"\npy-spy profile of {name}:\n{text}")
     settings = {k: v for k, v in vars(ns).items() if k not in ("json", "profile", "redis")}
-    result.data = {"settings": settings, "phases": phases, "profiles": profiles}
+    result.data = {"settings": settings, "phases": phases, "logs": logs, "profiles": profiles}
     save_json(ns.json, result)
     return result
 
@@ -135,23 +133,18 @@ def start_fronts(ws: Workspace, ns: Any, upstream_v1: str, redis_url: str) -> Fr
 
 
 @contextlib.contextmanager
-def profiling(out_dir: Path | None, fronts: Fronts) -> Iterator[None]:
-    """py-spy on every queue server for the whole run, with `--profile DIR`."""
+def profiling(out_dir: Path | None, fronts: Fronts) -> Iterator[dict[str, str]]:
+    """py-spy on every queue server for the whole run (`--profile DIR`); each one's hottest
+    functions land in the dict yielded, once the run is over."""
+    servers = [s for group in fronts.values() for s in group] if out_dir else []
+    outs = {s.name: (out_dir or Path()) / f"replicas-busy-{s.name}.txt" for s in servers}
+    profiles: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
-        for server in (s for servers in fronts.values() for s in servers) if out_dir else ():
-            assert out_dir is not None
-            stack.enter_context(Profiler(server.pid, out_dir / f"replicas-busy-{server.name}.txt"))
-        yield
-
-
-def print_profiles(out_dir: Path | None, fronts: Fronts) -> dict[str, str]:
-    profiles = {}
-    for server in (s for servers in fronts.values() for s in servers) if out_dir else ():
-        assert out_dir is not None
-        out = out_dir / f"replicas-busy-{server.name}.txt"
-        profiles[server.name] = self_by_package(out) + "\n" + top_frames(out, top=30)
-        print(f"\npy-spy profile of {server.name}:\n{profiles[server.name]}")
-    return profiles
+        for server in servers:
+            stack.enter_context(Profiler(server.pid, outs[server.name]))
+        yield profiles
+    for name, out in outs.items():
+        profiles[name] = self_by_package(out) + "\n" + top_frames(out, top=30)
 
 
 def redis_cpu_s(url: str) -> float:
@@ -204,109 +197,6 @@ async def phase(
         "errors": [c.error for c in clients if c.error][:5],
         "wall_s": wall,
     }
-
-
-# ---------------------------------------------------------------------------- analysis
-
-
-def peak_in_flight(events: Sequence[Sequence[Any]]) -> int:
-    """Most requests at the upstream at once: arrived there and not yet ended.
-
-    >>> peak_in_flight([[0, "arrive", "a"], [1, "arrive", "b"], [2, "end", ""], [3, "arrive", ""]])
-    2
-    """
-    # at one instant an end counts before an arrival: a slot freed and taken again
-    steps = sorted((float(e[0]), e[1] == "arrive") for e in events if e[1] in ("arrive", "end"))
-    now = peak = 0
-    for _, arrived in steps:
-        now += 1 if arrived else -1
-        peak = max(peak, now)
-    return peak
-
-
-def summarise(runs: list[dict[str, Any]], slots: int) -> dict[str, Any]:
-    endings: Counter[str] = Counter()
-    cpu: Counter[str] = Counter()
-    for run in runs:
-        endings.update(run["endings"])
-        cpu.update(run["cpu_s"])
-    late = analyse(runs, slots, since="t_submitted")
-    return {
-        **analyse(runs, slots),
-        "busy_fraction_after_last_accept": late["busy_fraction"],
-        "window_after_last_accept_s": late["window_s"],
-        "gap_after_last_accept_s": late["gap_s"],
-        "peak_in_flight": max(peak_in_flight(run["events"]) for run in runs),
-        "endings": dict(endings),
-        "errors": [e for run in runs for e in run["errors"]][:5],
-        "cpu_s": dict(cpu),
-        "redis_cpu_s": sum(run["redis_cpu_s"] for run in runs),
-        "wall_s": sum(run["wall_s"] for run in runs),
-    }
-
-
-def report(ns: Any, phases: dict[str, dict[str, Any]]) -> None:
-    print(
-        f"\n{ns.rounds} × {ns.clients} clients per front ({ns.users} users), {ns.slots} slots, "
-        f"practice model at {ns.tokens_per_second:g} tok/s after {ns.first_token_latency:g} s, "
-        f"{ns.max_tokens} tokens each; replicas: {ns.replicas}"
-    )
-    headers = ["front", "upstream busy", "after last accept", "refills", "gap median ms"]
-    headers += ["gap p99 ms", "gap max ms", "freed→arrived median ms", "arrived→started median"]
-    headers += ["peak in flight", "endings"]
-    print(table(headers, [_row(name, p) for name, p in phases.items()]))
-    cpu_rows = [
-        [front, name, f"{seconds:.1f}", f"{1000 * seconds / p['upstream_requests']:.2f}"]
-        for front, p in phases.items()
-        for name, seconds in [*p["cpu_s"].items(), ("redis-server", p["redis_cpu_s"])]
-        if front != "embedded" or name != "redis-server"
-    ]
-    print("\n" + table(["front", "process", "CPU s", "CPU ms per request"], cpu_rows))
-    for name, p in phases.items():
-        if p["errors"]:
-            print(f"{name}: first errors: {p['errors']}")
-
-
-def _row(name: str, p: dict[str, Any]) -> list[Any]:
-    gap = p["gap_s"]
-    return [
-        name,
-        pct(p["busy_fraction"]),
-        pct(p["busy_fraction_after_last_accept"]),
-        gap["n"],
-        fmt_ms(gap["median"], 3),
-        fmt_ms(gap.get("p99"), 3),
-        fmt_ms(gap.get("max"), 3),
-        fmt_ms(p["gap_to_arrival_s"]["median"], 3),
-        fmt_ms(p["arrival_to_start_s"]["median"], 3),
-        p["peak_in_flight"],
-        ", ".join(f"{k} {v}" for k, v in sorted(p["endings"].items())),
-    ]
-
-
-def goals(phases: dict[str, dict[str, Any]], ns: Any) -> list[Goal]:
-    r, e = phases["replicas"], phases["embedded"]
-    every = ns.rounds * ns.clients
-    return [
-        Goal(
-            f"upstream busy while work waits, {ns.replicas} replicas, {ns.clients:,} clients",
-            "≥ 95 %",
-            f"{pct(r['busy_fraction'])} (embedded {pct(e['busy_fraction'])})",
-            r["busy_fraction"] >= 0.95,
-        ),
-        Goal(
-            "requests in flight at the upstream, at most",
-            f"≤ {ns.slots} (its slots)",
-            f"{r['peak_in_flight']} (embedded {e['peak_in_flight']})",
-            max(r["peak_in_flight"], e["peak_in_flight"]) <= ns.slots,
-        ),
-        Goal(
-            "every client ends with `done`",
-            f"{every:,} of {every:,} per front",
-            f"replicas {r['endings'].get('done', 0):,}, embedded {e['endings'].get('done', 0):,}",
-            r["endings"] == e["endings"] == {"done": every},
-        ),
-    ]
 
 
 if __name__ == "__main__":

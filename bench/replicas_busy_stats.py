@@ -94,7 +94,7 @@ def report(ns: Any, phases: dict[str, dict[str, Any]], logs: dict[str, Any]) -> 
 
 
 def _most(log: dict[str, Any]) -> str:
-    return "; ".join(f"{count} × {message}" for message, count in log["most"][:2]) or "–"
+    return "; ".join(f"{count} × {message[:90]}…" for message, count in log["most"][:2]) or "–"
 
 
 def _row(name: str, p: dict[str, Any]) -> list[Any]:

@@ -147,11 +147,13 @@ def profiling(out_dir: Path | None, fronts: Fronts) -> Iterator[dict[str, str]]:
         profiles[name] = self_by_package(out) + "\n" + top_frames(out, top=30)
 
 
-def redis_cpu_s(url: str) -> float:
-    """Redis's own CPU time so far (`INFO cpu`: the server's user + system seconds)."""
+def redis_stats(url: str) -> tuple[float, Counter[str]]:
+    """Redis's own CPU seconds so far (`INFO cpu`), and its calls per command
+    (`INFO commandstats`): what a phase asked of it is the difference."""
     with redis.Redis.from_url(url) as client:
-        info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        cpu, commands = client.info("cpu"), client.info("commandstats")
+    calls = Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in commands.items()})
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), calls
 
 
 # ---------------------------------------------------------------------------- phases
@@ -164,11 +166,12 @@ def in_turns(ns: Any, upstream_url: str, fronts: Fronts, redis_url: str) -> dict
         uvloop.run(phase(upstream_url, servers, ns.warmup, ns.users, ns.max_tokens, ns.slots))
     for _ in range(ns.rounds):
         for name, servers in fronts.items():
-            cpu0, redis0 = [s.cpu_s() for s in servers], redis_cpu_s(redis_url)
+            cpu0, (redis0, calls0) = [s.cpu_s() for s in servers], redis_stats(redis_url)
             args = (upstream_url, servers, ns.clients, ns.users, ns.max_tokens, ns.slots)
             run = uvloop.run(phase(*args))
             run["cpu_s"] = {s.name: s.cpu_s() - c for s, c in zip(servers, cpu0, strict=True)}
-            run["redis_cpu_s"] = redis_cpu_s(redis_url) - redis0
+            redis1, calls1 = redis_stats(redis_url)
+            run["redis_cpu_s"], run["redis_calls"] = redis1 - redis0, calls1 - calls0
             runs[name].append(run)
             print(f"{name}: {run['endings']} in {run['wall_s']:.1f} s", flush=True)
     return runs

@@ -79,6 +79,7 @@ def summarise(runs: list[dict[str, Any]], slots: int) -> dict[str, Any]:
         "errors": [e for run in runs for e in run["errors"]][:5],
         "cpu_s": dict(cpu),
         "redis_cpu_s": sum(run["redis_cpu_s"] for run in runs),
+        "redis_calls": dict(sum((Counter(run["redis_calls"]) for run in runs), Counter())),
         "wall_s": sum(run["wall_s"] for run in runs),
     }
 
@@ -103,6 +104,11 @@ def report(ns: Any, phases: dict[str, dict[str, Any]], logs: dict[str, Any]) -> 
     for name, p in phases.items():
         if p["errors"]:
             print(f"{name}: first errors: {p['errors']}")
+    calls = Counter(phases["replicas"]["redis_calls"])
+    started = max(1, phases["replicas"]["upstream_requests"])
+    top = ", ".join(f"{name} {count / started:.1f}" for name, count in calls.most_common(8))
+    total = sum(calls.values()) / started
+    print(f"\nRedis calls per request started, replicas: {total:.1f} ({top})")
     rows = [[n, g["warnings"], _raised(g), _most(g)] for n, g in logs.items()]
     headers = ["server", "warnings", "raised (tracebacks)", "most frequent warnings"]
     print("\n" + table(headers, rows))

@@ -110,6 +110,9 @@ def parse(argv: Sequence[str] | None) -> Any:
     parser.add_argument("--rounds", type=int, default=2, help="embedded and replicas, in turns")
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured clients per front")
     parser.add_argument("--redis", help="use this Redis (redis://host:port/db)")
+    parser.add_argument(
+        "--give-up", type=float, default=600, help="seconds a phase waits for its last client"
+    )
     ns = parser.parse_args(argv)
     if ns.smoke:
         ns.clients, ns.users, ns.rounds, ns.warmup, ns.tokens_per_second = 30, 10, 1, 4, 400
@@ -167,7 +170,15 @@ def in_turns(ns: Any, upstream_url: str, fronts: Fronts, redis_url: str) -> dict
     for _ in range(ns.rounds):
         for name, servers in fronts.items():
             cpu0, (redis0, calls0) = [s.cpu_s() for s in servers], redis_stats(redis_url)
-            args = (upstream_url, servers, ns.clients, ns.users, ns.max_tokens, ns.slots)
+            args = (
+                upstream_url,
+                servers,
+                ns.clients,
+                ns.users,
+                ns.max_tokens,
+                ns.slots,
+                ns.give_up,
+            )
             run = uvloop.run(phase(*args))
             run["cpu_s"] = {s.name: s.cpu_s() - c for s, c in zip(servers, cpu0, strict=True)}
             redis1, calls1 = redis_stats(redis_url)
@@ -178,7 +189,13 @@ def in_turns(ns: Any, upstream_url: str, fronts: Fronts, redis_url: str) -> dict
 
 
 async def phase(
-    upstream_url: str, servers: list[ServerProcess], n: int, users: int, tokens: int, slots: int
+    upstream_url: str,
+    servers: list[ServerProcess],
+    n: int,
+    users: int,
+    tokens: int,
+    slots: int,
+    give_up_s: float = 600.0,
 ) -> dict[str, Any]:
     """`n` clients at once, round-robin over `servers`, each reading its events to the end."""
     clients = [Client(i, f"user{i % users}", f"Tell me about the Queen (#{i})") for i in range(n)]
@@ -186,8 +203,17 @@ async def phase(
     async with httpx.AsyncClient(base_url=upstream_url, timeout=30) as upstream:
         await upstream.post("/bench/slot-log/reset")
         t0 = time.monotonic()
-        await asyncio.gather(*(run_client(ports[c.index % len(ports)], c, tokens) for c in clients))
+        tasks = [
+            asyncio.create_task(run_client(ports[c.index % len(ports)], c, tokens)) for c in clients
+        ]
+        _, stuck = await asyncio.wait(tasks, timeout=give_up_s)
+        for task in stuck:  # a request nobody starts: counted, not waited for all night
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
         wall = time.monotonic() - t0
+        for c in clients:
+            if not c.ending and not c.error:
+                c.error = f"no terminal event after {give_up_s:g} s"
         events = (await upstream.get("/bench/slot-log")).json()["events"]
     accepted = sorted(c.t_accepted for c in clients if c.id)
     return {

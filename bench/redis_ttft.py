@@ -23,8 +23,6 @@ port (no persistence) and stopped at the end.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,7 +52,7 @@ from bench.overhead_paths import (
     openai_stream,
     run_rounds,
 )
-from bench.servers import Workspace, practice_argv, start_queue
+from bench.servers import Workspace, practice_argv, private_redis, start_queue
 
 __all__ = ["main"]
 
@@ -77,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> Result:
     result = Result("redis_ttft", machine())
     print(machine_lines(result.machine))
     with contextlib.ExitStack() as stack:
-        url = ns.redis or stack.enter_context(_private_redis()).url
+        url = ns.redis or stack.enter_context(private_redis()).url
         ws = stack.enter_context(Workspace())
         upstream = ws.start(practice_argv(), "/v1/models", name="practice")
         up_v1 = upstream.url + "/v1"
@@ -122,17 +120,6 @@ def main(argv: Sequence[str] | None = None) -> Result:
     result.data = {"requests": ns.requests, "max_tokens": n, "wall_s": wall, "paths": data}
     save_json(ns.json, result)
     return result
-
-
-@contextlib.contextmanager
-def _private_redis() -> Any:
-    from tests.redis_fixture import RedisServer
-
-    executable = shutil.which("redis-server")
-    if executable is None:
-        sys.exit("redis_ttft: redis-server is not installed (apt-get install -y redis-server)")
-    with RedisServer(executable) as server:
-        yield server
 
 
 def parse(argv: Sequence[str] | None) -> Any:

@@ -15,6 +15,7 @@ stopping are `tlc_widgets.launch`'s, as for `tlc lab` and the tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shlex
@@ -22,9 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from bench.harness import ROOT
 from tlc_widgets.launch import (
@@ -36,6 +38,9 @@ from tlc_widgets.launch import (
     wait_ready,
 )
 
+if TYPE_CHECKING:
+    from tests.redis_fixture import RedisServer
+
 __all__ = [
     "PYTHON",
     "ServerProcess",
@@ -43,6 +48,7 @@ __all__ = [
     "cpu_seconds",
     "peak_rss_mb",
     "practice_argv",
+    "private_redis",
     "queue_argv",
     "raise_fd_limit",
     "start_queue",
@@ -239,3 +245,16 @@ def start_uvicorn_app(ws: Workspace, app: str, name: str, env: dict[str, str]) -
     """One of the bench's own ASGI apps (`bench.passthrough:app`, `bench.fast_upstream:app`)."""
     argv = [PYTHON, "-m", "uvicorn", app, "--log-level", "warning"]
     return ws.start(argv, "/v1/models", name=name, env=env)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    """A `redis-server` of the benchmark's own on a free loopback port (no persistence),
+    stopped at the end: the tests' fixture, so benchmarks and tests start it alike."""
+    from tests.redis_fixture import RedisServer, find_redis_server
+
+    executable = find_redis_server()
+    if executable is None:
+        sys.exit("redis-server is not installed (apt-get install -y redis-server)")
+    with RedisServer(executable) as server:
+        yield server

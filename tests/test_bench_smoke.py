@@ -175,6 +175,27 @@ def test_hub_vs_keys_smoke() -> None:
     _goals_sane(result.goals)
 
 
+def test_replicas_busy_smoke() -> None:
+    """Three `tlc serve --redis` replicas and one embedded server in front of one upstream:
+    every client ended `done`, the upstream never held more requests than its slots."""
+    from bench import replicas_busy
+    from tests.redis_fixture import require_redis_server
+
+    require_redis_server()
+    result = replicas_busy.main(["--smoke"])
+    phases = result.data["phases"]
+    assert set(phases) == {"embedded", "replicas"}
+    for name, phase in phases.items():
+        assert phase["endings"] == {"done": 30}, name
+        assert phase["upstream_requests"] == 30, name
+        assert 0 < phase["peak_in_flight"] <= 4, name
+        assert 0 < phase["busy_fraction"] <= 1.0001, name
+        assert phase["gap_s"]["n"] >= 1, name
+    assert sorted(phases["replicas"]["cpu_s"]) == ["replica-1", "replica-2", "replica-3"]
+    assert all(_positive(s) for s in phases["replicas"]["cpu_s"].values())
+    _goals_sane(result.goals)
+
+
 def test_memory_bounds_quick() -> None:
     """Structure only (issue 13's memory figures are in docs/reliability.md): past the
     per-request cap streams are refused with 429 `too_many_streams`, and every request —

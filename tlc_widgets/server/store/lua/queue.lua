@@ -12,6 +12,8 @@
 --   classes    zset  priority -> priority, the classes with someone waiting
 --   u:<p>      zset  user -> rank in class p: last start, or (never served) arrival - 2^52
 --   q:<p>:<u>  list  that user's waiting ids in class p, oldest first
+--   v, oc      str   the line's version (every push, remove, start), and the whole order
+--                    as last computed, "<version>|<json>" (replicas ask for it at once)
 --   b:<id>     str   in a line shared by replicas: what another replica needs to run the
 --                    request if its own replica dies (a JSON ticket, set by Python)
 
@@ -65,6 +67,7 @@ local function push(id, json, user, p, ticket, keep)
   if redis.call('HEXISTS', P .. 'e', id) == 1 then return 0 end
   if ticket and ticket ~= '' then redis.call('SET', P .. 'b:' .. id, ticket, 'PX', keep) end
   local seq = redis.call('INCR', P .. 'seq')
+  redis.call('INCR', P .. 'v')
   redis.call('HSET', P .. 'e', id, json)
   redis.call('HSET', P .. 's', id, fmt(seq))
   redis.call('HINCRBY', P .. 'waiting', user, 1)
@@ -82,6 +85,7 @@ local function remove(id)
   redis.call('HDEL', P .. 'e', id)
   redis.call('HDEL', P .. 's', id)
   redis.call('DEL', P .. 'b:' .. id)
+  redis.call('INCR', P .. 'v')
   unwait(d.u)
   rescore(p, d.u)
   return 1
@@ -96,6 +100,7 @@ local function start(p, user, head, json)
   redis.call('DEL', P .. 'b:' .. head)
   unwait(user)
   local n = redis.call('INCR', P .. 'n')
+  redis.call('INCR', P .. 'v')
   redis.call('ZADD', P .. 'served', fmt(n), user)
   for _, q in ipairs(redis.call('ZRANGE', P .. 'classes', 0, -1)) do
     if q == p or redis.call('ZSCORE', P .. 'u:' .. q, user) then rescore(q, user) end
@@ -126,7 +131,7 @@ end
 
 -- Every waiting entry in the order pop would start them with every model free: per class,
 -- users by (last start, oldest arrival), then round robin, each start moving a user last.
-local function order(model)
+local function compute_order(model)
   local out, sim, tick = {}, {}, tonumber(redis.call('GET', P .. 'n') or '0')
   for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
     local rows = {}
@@ -274,6 +279,21 @@ local function claim(pools, strict, ttl, lease_id, me)
       return reply .. ']'
     end
   end
+end
+
+-- The whole order is what every replica's positions read, at once, as often as the line
+-- moves: computed once per version of the line, then served from `oc` until it moves.
+local function order(model)
+  if model ~= nil then return compute_order(model) end
+  local v = redis.call('GET', P .. 'v') or '0'
+  local cached = redis.call('GET', P .. 'oc')
+  if cached then
+    local bar = string.find(cached, '|', 1, true)
+    if string.sub(cached, 1, bar - 1) == v then return string.sub(cached, bar + 1) end
+  end
+  local out = compute_order(nil)
+  redis.call('SET', P .. 'oc', v .. '|' .. out, 'PX', 60000)
+  return out
 end
 
 local op = ARGV[1]

@@ -9,6 +9,7 @@ Real parts: a redis-server, the practice model, and real `tlc serve --redis` pro
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,7 @@ async def test_the_teachers_changes_hold_on_every_replica(
             a, b = await client(urls[0]), await client(urls[1])
 
             async def on_b(check: Any) -> None:
-                async def holds() -> bool:
-                    return bool(check((await b.get("/api/class")).json()))
-
-                await wait_until(holds, "the change made on A, seen on B")
+                await wait_until(shows(b, "/api/class", check), "the change made on A, seen on B")
 
             # The exam pause, with its message: B refuses students with the teacher's words.
             await a.post("/api/class/pause", json={"message": "Quiz until 10:30"})
@@ -82,7 +80,8 @@ async def test_the_teachers_changes_hold_on_every_replica(
             assert state_b["budget"]["students"] == {"ann": {"prompts": 2, "tokens": 0}}
             assert state_b["budget"]["session"] == state_a["budget"]["session"]
             await b.delete("/api/class/session")
-            await wait_until(_session_ended(a), "the session ended on B, seen on A")
+            ended = shows(a, "/api/class", lambda s: s["budget"]["session"] is None)
+            await wait_until(ended, "the session ended on B, seen on A")
 
             # An admin's drain on one replica: every replica refuses new requests.
             await a.post("/api/admin/drain")
@@ -98,13 +97,6 @@ async def test_the_teachers_changes_hold_on_every_replica(
                 return (await a.post("/api/requests", json=ASK)).status_code == 202
 
             await wait_until(a_accepts, "A open again after the resume on B")
-
-
-def _session_ended(client: httpx.AsyncClient) -> Any:
-    async def ended() -> bool:
-        return (await client.get("/api/class")).json()["budget"]["session"] is None
-
-    return ended
 
 
 @pytest.mark.timeout(180)
@@ -126,34 +118,20 @@ async def test_a_budget_counts_the_whole_class_across_replicas(
             httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
         ):
             await a.put("/api/class/budget", json={"prompts": 2, "tokens": 0})
-            await wait_until(_budget_is(b, 2), "the budget set on A, seen on B")
+            budget = shows(b, "/api/class", lambda s: s["budget"]["default"]["prompts"] == 2)
+            await wait_until(budget, "the budget set on A, seen on B")
             ask = {"prompt": "hi", "user": "zed", "max_tokens": 4}
             assert (await a.post("/api/requests", json=ask)).status_code == 202
             assert (await b.post("/api/requests", json=ask)).status_code == 202
             for client in (a, b):
-                await wait_until(_prompts_of(client, "zed", 2), "both prompts counted on each")
+                both = shows(client, "/api/class/students", lambda s: _prompts(s, "zed") == 2)
+                await wait_until(both, "both prompts counted on each")
             for client in (a, b):
                 refused = await client.post("/api/requests", json=ask)
                 assert refused.status_code == 429
                 assert refused.json()["error"]["code"] == "budget_exhausted"
             other = {"prompt": "hi", "user": "amy", "max_tokens": 4}
             assert (await b.post("/api/requests", json=other)).status_code == 202
-
-
-def _budget_is(client: httpx.AsyncClient, prompts: int) -> Any:
-    async def check() -> bool:
-        state = (await client.get("/api/class")).json()
-        return bool(state["budget"]["default"]["prompts"] == prompts)
-
-    return check
-
-
-def _prompts_of(client: httpx.AsyncClient, user: str, prompts: int) -> Any:
-    async def check() -> bool:
-        rows = (await client.get("/api/class/students")).json()["students"]
-        return any(r["user"] == user and r["prompts"] == prompts for r in rows)
-
-    return check
 
 
 @pytest.mark.timeout(180)
@@ -177,7 +155,7 @@ async def test_the_per_user_waiting_cap_counts_the_whole_line(
             httpx.AsyncClient(base_url=urls[1], timeout=30) as b,
         ):
             await a.post("/api/admin/pause")
-            await wait_until(_paused(b), "B paused too")
+            await wait_until(shows(b, "/api/admin/requests", lambda s: s["paused"]), "B paused too")
             ask = {"prompt": "hi", "user": "zed", "max_tokens": 4}
             on_a = (await a.post("/api/requests", json=ask)).json()["id"]
             assert (await b.post("/api/requests", json=ask)).status_code == 202
@@ -190,13 +168,6 @@ async def test_the_per_user_waiting_cap_counts_the_whole_line(
             assert refused.status_code == 429
             assert refused.json()["error"]["code"] == "too_many_requests"
             assert (await a.post("/api/requests", json={**ask, "user": "amy"})).status_code == 202
-
-
-def _paused(client: httpx.AsyncClient) -> Any:
-    async def check() -> bool:
-        return bool((await client.get("/api/admin/requests")).json()["paused"])
-
-    return check
 
 
 @pytest.mark.timeout(120)
@@ -227,3 +198,16 @@ async def test_a_request_that_waits_too_long_ends_and_leaves_the_shared_line(
         await line.client.aclose()
     assert [n for n in names if n in ("done", "error", "cancelled")] == ["error"]
     assert codes == ["queue_timeout"]
+
+
+def shows(client: httpx.AsyncClient, path: str, test: Callable[[Any], Any]) -> Any:
+    """A check for `wait_until`: whether `path`'s JSON on `client` passes `test` yet."""
+
+    async def check() -> bool:
+        return bool(test((await client.get(path)).json()))
+
+    return check
+
+
+def _prompts(students: dict[str, Any], user: str) -> int | None:
+    return next((r["prompts"] for r in students["students"] if r["user"] == user), None)

@@ -109,8 +109,11 @@ local function start(p, user, head, json)
   return '[' .. encode(head, json, seq) .. ']'
 end
 
--- ARGV: eligible models ('*' for all) as one list, running counts as user/count pairs.
-local function pop(eligible, running, use_caps)
+-- The first entry, in pop's order, that fits a free place: {'run', p, user, id, json, model}
+-- when it is `me`'s (or nobody's; with `me` nil, every entry is: `pop`), {'other', replica,
+-- id} when another live replica holds it, {'dead', p, user, id, json, model} when its
+-- replica stopped saying it is alive. `pop` and `claim` walk the line this one way.
+local function walk(eligible, running, use_caps, me)
   for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
     local from = 0
     while true do
@@ -121,12 +124,23 @@ local function pop(eligible, running, use_caps)
         local json = redis.call('HGET', P .. 'e', head)
         local d = cjson.decode(json)
         local held = use_caps and d.c > 0 and d.c <= (running[user] or 0)
-        if not held and (eligible == nil or eligible[d.m]) then return start(p, user, head, json) end
+        if not held and (eligible == nil or eligible[d.m]) then
+          if me == nil or d.o == nil or d.o == me then return {'run', p, user, head, json, d.m} end
+          if redis.call('EXISTS', P .. 'alive:' .. d.o) == 1 then return {'other', d.o, head} end
+          return {'dead', p, user, head, json, d.m}
+        end
       end
       from = from + 64
     end
   end
   return nil
+end
+
+-- ARGV: eligible models ('*' for all) as one list, running counts as user/count pairs.
+local function pop(eligible, running, use_caps)
+  local got = walk(eligible, running, use_caps, nil)
+  if got == nil then return nil end
+  return start(got[2], got[3], got[4], got[5])
 end
 
 -- Every waiting entry in the order pop would start them with every model free: per class,
@@ -200,32 +214,6 @@ local function pop_and_lease(pools, running, strict, ttl, lease_id)
   redis.call('ZADD', key, fmt(now + ttl), lease_id)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   return '[' .. got .. ',' .. cjson.encode(string.sub(key, #P + 7)) .. ']'
-end
-
--- The first entry, in pop's order, that fits a free place: {'run', p, user, id, json, model}
--- when it is `me`'s (or nobody's), {'other', replica, id} when another live replica holds
--- it, {'dead', p, user, id, json, model} when its replica stopped saying it is alive.
-local function walk(eligible, running, use_caps, me)
-  for _, p in ipairs(redis.call('ZREVRANGE', P .. 'classes', 0, -1)) do
-    local from = 0
-    while true do
-      local users = redis.call('ZRANGE', P .. 'u:' .. p, from, from + 63)
-      if #users == 0 then break end
-      for _, user in ipairs(users) do
-        local head = redis.call('LINDEX', qkey(p, user), 0)
-        local json = redis.call('HGET', P .. 'e', head)
-        local d = cjson.decode(json)
-        local held = use_caps and d.c > 0 and d.c <= (running[user] or 0)
-        if not held and eligible[d.m] then
-          if d.o == nil or d.o == me then return {'run', p, user, head, json, d.m} end
-          if redis.call('EXISTS', P .. 'alive:' .. d.o) == 1 then return {'other', d.o, head} end
-          return {'dead', p, user, head, json, d.m}
-        end
-      end
-      from = from + 64
-    end
-  end
-  return nil
 end
 
 -- The request's log notes now name `me` (replica.py's `live` hash and `who` key).
